@@ -21,6 +21,12 @@
 extern "C" {
 #endif
 
+#if defined(__GNUC__)
+#define HAK_API __attribute__((visibility("default")))
+#else
+#define HAK_API
+#endif
+
 #define HAK_STATS_MAX_CLASSES 64
 
 typedef struct hak_stats {
@@ -58,16 +64,16 @@ typedef struct hak_stats {
   uint64_t large_cache_misses;
 } hak_stats_t;
 
-void* hak_malloc(size_t size);
-void hak_free(void* ptr);
-void* hak_calloc(size_t count, size_t size);
-void* hak_realloc(void* ptr, size_t size);
-void* hak_aligned_alloc(size_t alignment, size_t size);
-size_t hak_usable_size(const void* ptr);
-void hak_collect(void);
-void hak_stats(hak_stats_t* out);
+HAK_API void* hak_malloc(size_t size);
+HAK_API void hak_free(void* ptr);
+HAK_API void* hak_calloc(size_t count, size_t size);
+HAK_API void* hak_realloc(void* ptr, size_t size);
+HAK_API void* hak_aligned_alloc(size_t alignment, size_t size);
+HAK_API size_t hak_usable_size(const void* ptr);
+HAK_API void hak_collect(void);
+HAK_API void hak_stats(hak_stats_t* out);
 /* Writes the counters as human-readable text to the file descriptor (no allocation). */
-void hak_stats_print(int fd);
+HAK_API void hak_stats_print(int fd);
 
 #ifdef __cplusplus
 }

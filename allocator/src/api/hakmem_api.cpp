@@ -1,0 +1,185 @@
+// The public C API (hakmem.h) on top of the router, plus the slow routes and the stats report.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "api/route.h"
+#include "common/log.h"
+#include "common/options.h"
+#include "hakmem.h"
+#include "large/large.h"
+#include "os/os.h"
+
+namespace hak {
+
+void* route_malloc_above_tiny(size_t size) {
+  // Until the mid pool lands, mid sizes are served as large spans.
+  return large::alloc(size, 16);
+}
+
+void route_free_not_tiny(void* p, chunk_map::Entry entry) {
+  switch (entry.kind()) {
+    case chunk_map::Kind::kLarge:
+      return large::free(p, entry);
+    case chunk_map::Kind::kNone:
+      if (p == nullptr) return;
+      // Not in hakmem's address map: refuse it rather than corrupt memory we do not own.
+      if (options().check) fatal("free(%p): pointer was not allocated by hakmem", p);
+      log_message("free(%p): pointer was not allocated by hakmem; ignored", p);
+      return;
+    default:
+      fatal("free(%p): unknown chunk kind %lu", p, static_cast<unsigned long>(entry.kind()));
+  }
+}
+
+void* route_aligned_alloc_slow(size_t alignment, size_t size) {
+  return large::alloc(size == 0 ? 1 : size, alignment);
+}
+
+size_t route_usable_size(const void* p) {
+  chunk_map::Entry entry = chunk_map::lookup(p);
+  switch (entry.kind()) {
+    case chunk_map::Kind::kTiny:
+      return tiny::usable_size(p, entry);
+    case chunk_map::Kind::kLarge:
+      return large::usable_size(p, entry);
+    default:
+      return 0;
+  }
+}
+
+namespace {
+
+void* resize_by_copy(void* p, size_t size) {
+  void* fresh = route_malloc(size);
+  if (fresh == nullptr) return nullptr;  // p stays valid, as realloc requires
+  size_t old_size = route_usable_size(p);
+  std::memcpy(fresh, p, old_size < size ? old_size : size);
+  route_free(p);
+  return fresh;
+}
+
+}  // namespace
+
+}  // namespace hak
+
+using namespace hak;
+
+extern "C" {
+
+void* hak_malloc(size_t size) {
+  return route_malloc(size);
+}
+
+void hak_free(void* ptr) {
+  route_free(ptr);
+}
+
+void* hak_calloc(size_t count, size_t size) {
+  size_t total;
+  if (HAK_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* p = route_malloc(total);
+  if (HAK_LIKELY(p != nullptr)) std::memset(p, 0, total);
+  return p;
+}
+
+void* hak_realloc(void* ptr, size_t size) {
+  if (ptr == nullptr) return route_malloc(size);
+  if (size == 0) {  // glibc's behaviour: free and return NULL
+    route_free(ptr);
+    return nullptr;
+  }
+  chunk_map::Entry entry = chunk_map::lookup(ptr);
+  if (entry.kind() == chunk_map::Kind::kLarge && size > kPoolMaxSize &&
+      large::resize_in_place(ptr, entry, size)) {
+    return ptr;
+  }
+  size_t usable = route_usable_size(ptr);
+  // Keep the block when the new size fits and would not waste more than half of it.
+  if (size <= usable && size >= usable / 2) return ptr;
+  return resize_by_copy(ptr, size);
+}
+
+void* hak_aligned_alloc(size_t alignment, size_t size) {
+  if (HAK_UNLIKELY(!is_power_of_two(alignment))) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return route_aligned_alloc(alignment, size);
+}
+
+size_t hak_usable_size(const void* ptr) {
+  return ptr == nullptr ? 0 : route_usable_size(ptr);
+}
+
+void hak_collect(void) {
+  tiny::collect();
+  large::collect();
+}
+
+void hak_stats(hak_stats_t* out) {
+  uint32_t caller_size = out->struct_size;
+  if (caller_size != 0 && caller_size < sizeof(hak_stats_t)) {
+    log_message("hak_stats: caller's hak_stats_t has %u bytes, expected %zu", caller_size,
+                sizeof(hak_stats_t));
+    return;
+  }
+  std::memset(out, 0, sizeof(hak_stats_t));
+  out->struct_size = sizeof(hak_stats_t);
+  os::fill_stats(out);
+  tiny::fill_stats(out);
+  large::fill_stats(out);
+}
+
+void hak_stats_print(int fd) {
+  hak_stats_t s{};
+  s.struct_size = sizeof s;
+  hak_stats(&s);
+  char text[4096];
+  int n = std::snprintf(
+      text, sizeof text,
+      "hakmem stats:\n"
+      "  mapped           %llu bytes (peak %llu), in use %llu bytes\n"
+      "  os calls         map %llu, unmap %llu, decommit %llu\n"
+      "  superslabs       live %llu, peak %llu, returned to OS %llu\n"
+      "  tiny             refills %llu, spills %llu, remote frees %llu, adoptions %llu, "
+      "spill-queue drains %llu\n"
+      "  pool             chunks live %llu, refills %llu, remote frees %llu\n"
+      "  large            spans live %llu, cache hits %llu, misses %llu\n"
+      "  slabs per class ",
+      (unsigned long long)s.bytes_mapped, (unsigned long long)s.bytes_mapped_peak,
+      (unsigned long long)s.bytes_in_use, (unsigned long long)s.os_map_calls,
+      (unsigned long long)s.os_unmap_calls, (unsigned long long)s.os_decommit_calls,
+      (unsigned long long)s.superslabs_live, (unsigned long long)s.superslabs_peak,
+      (unsigned long long)s.superslabs_returned, (unsigned long long)s.tiny_refills,
+      (unsigned long long)s.tiny_spills, (unsigned long long)s.tiny_remote_frees,
+      (unsigned long long)s.tiny_adoptions, (unsigned long long)s.tiny_spill_queue_drains,
+      (unsigned long long)s.pool_chunks_live, (unsigned long long)s.pool_refills,
+      (unsigned long long)s.pool_remote_frees, (unsigned long long)s.large_spans_live,
+      (unsigned long long)s.large_cache_hits, (unsigned long long)s.large_cache_misses);
+  for (uint32_t c = 0; c < s.tiny_class_count && n > 0 && n < (int)sizeof text - 32; ++c) {
+    n += std::snprintf(text + n, sizeof text - n, " %u:%llu", s.tiny_class_size[c],
+                       (unsigned long long)s.tiny_slabs_per_class[c]);
+  }
+  if (n > 0 && n < (int)sizeof text - 1) text[n++] = '\n';
+  if (n > (int)sizeof text) n = sizeof text;
+  for (int written = 0; n > 0 && written < n;) {
+    ssize_t w = ::write(fd, text + written, n - written);
+    if (w <= 0) break;
+    written += static_cast<int>(w);
+  }
+}
+
+}  // extern "C"
+
+namespace {
+// HAKMEM_STATS=1: the report at exit. A destructor, not atexit(), which may allocate.
+[[gnu::destructor]] void print_stats_at_exit() {
+  if (options().stats) hak_stats_print(STDERR_FILENO);
+}
+}  // namespace

@@ -1,0 +1,37 @@
+// Routing, done once at the top: a request goes by size to tiny, pool or large; a free goes by
+// the chunk map entry of its address. Inline so that hak_malloc and the malloc override both get
+// the tiny fast path without a call.
+#pragma once
+
+#include "common/chunk_map.h"
+#include "tiny/tiny.h"
+
+namespace hak {
+
+void* route_malloc_above_tiny(size_t size);
+void route_free_not_tiny(void* p, chunk_map::Entry entry);
+void* route_aligned_alloc_slow(size_t alignment, size_t size);
+
+HAK_FAST_PATH void* route_malloc(size_t size) {
+  if (HAK_LIKELY(size <= kTinyMaxSize)) return tiny::alloc(size);
+  return route_malloc_above_tiny(size);
+}
+
+HAK_FAST_PATH void route_free(void* p) {
+  chunk_map::Entry entry = chunk_map::lookup(p);
+  if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kTiny)) return tiny::free(p, entry);
+  route_free_not_tiny(p, entry);
+}
+
+// alignment: a power of two (the caller checked). Tiny blocks of a class whose size is a multiple
+// of the alignment are aligned to it (tiny's layout contract), so small aligned requests stay tiny.
+HAK_FAST_PATH void* route_aligned_alloc(size_t alignment, size_t size) {
+  if (alignment <= 16) return route_malloc(size);
+  size_t rounded = align_up(size == 0 ? 1 : size, alignment);
+  if (rounded <= kTinyMaxSize && rounded >= size) return tiny::alloc(rounded);
+  return route_aligned_alloc_slow(alignment, size);
+}
+
+size_t route_usable_size(const void* p);
+
+}  // namespace hak

@@ -1,0 +1,129 @@
+// The OS layer (see os.h): mmap/munmap/madvise/mremap with exact counters and injectable failure.
+#include "os/os.h"
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "common/log.h"
+#include "common/options.h"
+#include "hakmem.h"
+
+namespace hak::os {
+namespace {
+
+// All counters are statistics or test switches: relaxed is enough, nothing is published by them.
+std::atomic<uint64_t> g_bytes_mapped{0};
+std::atomic<uint64_t> g_bytes_mapped_peak{0};
+std::atomic<uint64_t> g_map_calls{0};
+std::atomic<uint64_t> g_unmap_calls{0};
+std::atomic<uint64_t> g_decommit_calls{0};
+// Mappings still allowed to succeed; UINT64_MAX means no injected failure.
+std::atomic<uint64_t> g_map_budget{UINT64_MAX};
+std::atomic<bool> g_budget_from_options{false};
+
+void note_mapped(size_t size) {
+  uint64_t now = g_bytes_mapped.fetch_add(size, std::memory_order_relaxed) + size;
+  uint64_t peak = g_bytes_mapped_peak.load(std::memory_order_relaxed);
+  while (now > peak &&
+         !g_bytes_mapped_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+bool injected_failure() {
+  if (HAK_UNLIKELY(!g_budget_from_options.load(std::memory_order_relaxed))) {
+    if (!g_budget_from_options.exchange(true, std::memory_order_relaxed) &&
+        options().os_fail_after != 0) {
+      g_map_budget.store(options().os_fail_after, std::memory_order_relaxed);
+    }
+  }
+  uint64_t budget = g_map_budget.load(std::memory_order_relaxed);
+  while (budget != UINT64_MAX) {
+    if (budget == 0) return true;
+    if (g_map_budget.compare_exchange_weak(budget, budget - 1, std::memory_order_relaxed)) break;
+  }
+  return false;
+}
+
+void* map_raw(size_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+void* map(size_t size, size_t alignment) {
+  HAK_DEBUG_CHECK(size % kPageSize == 0 && is_power_of_two(alignment) && alignment >= kPageSize,
+                  "os::map(%zu, %zu): bad size or alignment", size, alignment);
+  if (injected_failure()) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  g_map_calls.fetch_add(1, std::memory_order_relaxed);
+  void* p = map_raw(size);
+  if (p != nullptr && (reinterpret_cast<uintptr_t>(p) & (alignment - 1)) != 0) {
+    // Not aligned by luck: map enough to contain an aligned range, then trim both ends.
+    ::munmap(p, size);
+    size_t padded = size + alignment - kPageSize;
+    if (padded < size) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    char* raw = static_cast<char*>(map_raw(padded));
+    if (raw == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    char* aligned = reinterpret_cast<char*>(align_up(reinterpret_cast<uintptr_t>(raw), alignment));
+    if (aligned > raw) ::munmap(raw, static_cast<size_t>(aligned - raw));
+    size_t tail = static_cast<size_t>(raw + padded - (aligned + size));
+    if (tail > 0) ::munmap(aligned + size, tail);
+    p = aligned;
+  }
+  if (p == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  note_mapped(size);
+  return p;
+}
+
+void unmap(void* p, size_t size) {
+  if (::munmap(p, size) != 0) fatal("munmap(%p, %zu) failed: errno %d", p, size, errno);
+  g_unmap_calls.fetch_add(1, std::memory_order_relaxed);
+  g_bytes_mapped.fetch_sub(size, std::memory_order_relaxed);
+}
+
+void decommit(void* p, size_t size) {
+  // MADV_DONTNEED (not MADV_FREE): RSS falls at once and later reads are guaranteed zero.
+  ::madvise(p, size, MADV_DONTNEED);
+  g_decommit_calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool remap_in_place(void* p, size_t old_size, size_t new_size) {
+  if (new_size > old_size && injected_failure()) return false;
+  void* q = ::mremap(p, old_size, new_size, 0);  // no MREMAP_MAYMOVE: in place or not at all
+  if (q == MAP_FAILED) return false;
+  if (new_size > old_size) {
+    note_mapped(new_size - old_size);
+  } else {
+    g_bytes_mapped.fetch_sub(old_size - new_size, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+void inject_map_failures(uint64_t successes) {
+  g_budget_from_options.store(true, std::memory_order_relaxed);
+  g_map_budget.store(successes, std::memory_order_relaxed);
+}
+
+void fill_stats(hak_stats_t* out) {
+  out->bytes_mapped = g_bytes_mapped.load(std::memory_order_relaxed);
+  out->bytes_mapped_peak = g_bytes_mapped_peak.load(std::memory_order_relaxed);
+  out->os_map_calls = g_map_calls.load(std::memory_order_relaxed);
+  out->os_unmap_calls = g_unmap_calls.load(std::memory_order_relaxed);
+  out->os_decommit_calls = g_decommit_calls.load(std::memory_order_relaxed);
+}
+
+}  // namespace hak::os

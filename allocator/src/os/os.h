@@ -1,0 +1,30 @@
+// The OS behind one small interface: every byte hakmem maps goes through here, so the counters
+// are exact and tests can make mappings fail (HAKMEM_OS_FAIL_AFTER or inject_map_failures).
+//
+// Contract:
+//  - map(size, alignment): size a multiple of kPageSize, alignment a power of two >= kPageSize.
+//    Returns zero-filled memory aligned as asked, or nullptr with errno = ENOMEM.
+//  - unmap(p, size): p and size exactly as a previous map (or a page-aligned part of it).
+//  - decommit(p, size): the pages go back to the OS; the range stays mapped and reads as zero.
+//  - remap(p, old_size, new_size): grows or shrinks a mapping in place; false if it cannot.
+#pragma once
+
+#include "common/base.h"
+
+#include "hakmem.h"
+
+namespace hak::os {
+
+void* map(size_t size, size_t alignment = kPageSize);
+void unmap(void* p, size_t size);
+void decommit(void* p, size_t size);
+bool remap_in_place(void* p, size_t old_size, size_t new_size);
+
+// Testing: let `successes` more mappings succeed, then fail every later one until called again
+// with UINT64_MAX (never fail).
+void inject_map_failures(uint64_t successes);
+
+// Adds the OS counters (bytes mapped and peak, calls) to a stats snapshot.
+void fill_stats(hak_stats_t* out);
+
+}  // namespace hak::os
