@@ -178,8 +178,9 @@ def draw_heatmaps(ctx, summary_rows):
         for i in range(len(case_list)):
             for j in range(len(threads)):
                 v = grid[i, j]
-                ax.text(j, i, "—" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
-                        fontsize=font, color="black")
+                dark = not np.isnan(v) and abs(math.log(v)) > 0.7 * extreme
+                ax.text(j, i, "—" if np.isnan(v) else f"{v:.3g}", ha="center", va="center",
+                        fontsize=font, color="white" if dark else "black")
         ax.set_xticks(range(len(threads)))
         ax.set_xticklabels([str(t) for t in threads])
         ax.set_yticks(range(len(case_list)))
@@ -190,7 +191,7 @@ def draw_heatmaps(ctx, summary_rows):
         bar = fig.colorbar(image, ax=ax, label="median ops/s ÷ system median ops/s (ratio)")
         ticks = np.exp(np.linspace(-extreme, extreme, 7))
         bar.ax.yaxis.set_major_locator(FixedLocator(ticks))
-        bar.ax.yaxis.set_major_formatter(FixedFormatter([f"{t:.2f}" for t in ticks]))
+        bar.ax.yaxis.set_major_formatter(FixedFormatter([f"{t:.3g}" for t in ticks]))
         bar.ax.yaxis.set_minor_locator(NullLocator())
         fig.suptitle(f"{series.label}: throughput relative to system (>1 is faster)\n"
                      f"{ctx.machine}", fontsize=11)

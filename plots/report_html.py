@@ -83,7 +83,7 @@ def _summary_table(summary_rows):
     for r in summary_rows:
         workload, params = r.case
         ratio = ("—", "num") if r.ratio is None else (
-            f"{r.ratio:.3f}",
+            f"{r.ratio:.3f}" if r.ratio >= 0.1 else f"{r.ratio:.3g}",
             "num faster" if r.ratio > 1.0 else "num slower" if r.ratio < 1.0 else "num")
         rows.append((workload, params, (r.threads, "num"), r.series.allocator, r.series.link,
                      (r.throughput.n, "num"), (_fmt_int(r.throughput.median), "num"),
