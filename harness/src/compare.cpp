@@ -1,0 +1,205 @@
+// BASE vs NEW regression check (see compare.h).
+#include "compare.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <set>
+
+#include "allocators.h"
+#include "summary.h"
+
+namespace hakbench {
+
+namespace {
+
+constexpr double kFutexSlackPerMops = 10;
+// Higher is better for these; lower is better for the rest.
+const std::set<std::string> kHigherIsBetter = {"throughput_ratio"};
+const char* const kRequired[] = {"workload",    "threads",     "allocator",   "status",
+                                 "link",        "ops",         "ops_per_sec", "max_rss_kb",
+                                 "futex_calls", "instructions"};
+
+using Key = std::pair<std::string, int>;                                   // workload, threads
+using Values = std::map<Key, std::map<std::string, std::vector<double>>>;  // -> alloc -> values
+
+struct Extracted {
+  Values tput, rss, futex, ipo;
+  std::set<std::string> allocators;
+};
+
+Extracted extract(const Table& t, const std::string& name) {
+  std::map<std::string, std::size_t> col;
+  std::string missing;
+  for (const char* c : kRequired) {
+    auto i = t.index_of(c);
+    if (!i)
+      missing += (missing.empty() ? "" : ", ") + std::string(c);
+    else
+      col[c] = *i;
+  }
+  if (!missing.empty()) throw UnusableInput(name + ": missing column(s): " + missing);
+  Extracted e;
+  for (const auto& r : t.rows) {
+    if (r[col["status"]] != "ok") continue;
+    const std::string& alloc = r[col["allocator"]];
+    e.allocators.insert(alloc);
+    Key k{r[col["workload"]], std::atoi(r[col["threads"]].c_str())};
+    auto ops = cell_number(r[col["ops"]]);
+    if (r[col["link"]] == kCallgrindLink) {
+      auto ins = cell_number(r[col["instructions"]]);
+      if (ins && ops && *ops > 0) e.ipo[k][alloc].push_back(*ins / *ops);
+      continue;
+    }
+    if (auto v = cell_number(r[col["ops_per_sec"]])) e.tput[k][alloc].push_back(*v);
+    if (auto v = cell_number(r[col["max_rss_kb"]])) e.rss[k][alloc].push_back(*v);
+    auto f = cell_number(r[col["futex_calls"]]);
+    if (f && ops && *ops > 0) e.futex[k][alloc].push_back(*f / *ops * 1e6);
+  }
+  return e;
+}
+
+std::optional<double> median_of(const Values& v, const Key& k, const std::string& alloc) {
+  auto it = v.find(k);
+  if (it == v.end()) return std::nullopt;
+  auto a = it->second.find(alloc);
+  if (a == it->second.end()) return std::nullopt;
+  return median(a->second);
+}
+
+// Per key: the metric value of `alloc`, relative to `reference` when `ratio`.
+std::map<Key, double> metric(const Values& v, const CompareOptions& o, bool ratio) {
+  std::map<Key, double> out;
+  for (const auto& [k, per] : v) {
+    auto mine = median_of(v, k, o.alloc);
+    if (!mine) continue;
+    if (!ratio) {
+      out[k] = *mine;
+      continue;
+    }
+    auto ref = median_of(v, k, o.reference);
+    if (ref && *ref > 0) out[k] = *mine / *ref;
+  }
+  return out;
+}
+
+std::string fmt(double v) {
+  char buf[32];
+  if (std::fabs(v) >= 1000)
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  else
+    std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+}  // namespace
+
+const std::map<std::string, double>& default_tolerances() {
+  static const std::map<std::string, double> d = {{"throughput_ratio", 0.15},
+                                                  {"rss_ratio", 0.20},
+                                                  {"futex_per_mops", 0.50},
+                                                  {"instructions_per_op", 0.02}};
+  return d;
+}
+
+std::pair<std::string, double> parse_tolerance(const std::string& text) {
+  auto eq = text.find('=');
+  std::string names;
+  for (auto& [k, v] : default_tolerances()) names += (names.empty() ? "" : ", ") + k;
+  if (eq == std::string::npos)
+    throw std::invalid_argument("--tolerance: expected metric=value, got '" + text + "'");
+  std::string metric = text.substr(0, eq), value = text.substr(eq + 1);
+  if (!default_tolerances().count(metric))
+    throw std::invalid_argument("--tolerance: unknown metric '" + metric + "' (metrics: " + names +
+                                ")");
+  bool percent = !value.empty() && value.back() == '%';
+  if (percent) value.pop_back();
+  char* end = nullptr;
+  double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0' || !std::isfinite(v) || v < 0)
+    throw std::invalid_argument("--tolerance: bad value for '" + metric + "': '" +
+                                text.substr(eq + 1) +
+                                "' (expected a non-negative fraction like 0.1 or a percentage "
+                                "like 10%)");
+  return {metric, percent ? v / 100 : v};
+}
+
+CompareResult compare_tables(const Table& base, const std::string& base_name, const Table& now,
+                             const std::string& now_name, const CompareOptions& options) {
+  Extracted b = extract(base, base_name), n = extract(now, now_name);
+  if (!b.allocators.count(options.alloc))
+    throw UnusableInput(base_name + ": no ok rows of allocator '" + options.alloc + "'");
+  if (!n.allocators.count(options.alloc))
+    throw UnusableInput(now_name + ": no ok rows of allocator '" + options.alloc + "'");
+  auto tol = default_tolerances();
+  for (auto& [k, v] : options.tolerance) tol[k] = v;
+
+  CompareResult result;
+  struct Spec {
+    const char* name;
+    Values Extracted::*values;
+    bool ratio;
+  };
+  const Spec specs[] = {{"throughput_ratio", &Extracted::tput, true},
+                        {"rss_ratio", &Extracted::rss, true},
+                        {"futex_per_mops", &Extracted::futex, false},
+                        {"instructions_per_op", &Extracted::ipo, false}};
+  for (const Spec& s : specs) {
+    auto bm = metric(b.*(s.values), options, s.ratio);
+    auto nm = metric(n.*(s.values), options, s.ratio);
+    const double t = tol[s.name];
+    const bool higher_better = kHigherIsBetter.count(s.name) > 0;
+    for (auto& [k, bv] : bm) {
+      auto it = nm.find(k);
+      if (it == nm.end()) {
+        result.notes.push_back(std::string(s.name) + " " + k.first +
+                               " threads=" + std::to_string(k.second) + ": only in " + base_name);
+        continue;
+      }
+      CompareLine line{s.name, k.first, k.second, bv, it->second, 0, t, "ok"};
+      line.change = bv != 0 ? (it->second - bv) / bv : (it->second == 0 ? 0 : INFINITY);
+      double slack = std::string(s.name) == "futex_per_mops" ? kFutexSlackPerMops : 0;
+      bool worse = higher_better ? it->second < bv * (1 - t) : it->second > bv * (1 + t) + slack;
+      bool better = higher_better ? it->second > bv * (1 + t) : it->second < bv * (1 - t) - slack;
+      if (worse) {
+        line.verdict = "REGRESSED";
+        result.regressed = true;
+      } else if (better) {
+        line.verdict = "better";
+      }
+      result.lines.push_back(line);
+    }
+    for (auto& [k, nv] : nm)
+      if (!bm.count(k))
+        result.notes.push_back(std::string(s.name) + " " + k.first +
+                               " threads=" + std::to_string(k.second) + ": only in " + now_name);
+  }
+  if (result.lines.empty())
+    throw UnusableInput("no overlap: no workload × threads has a metric of '" + options.alloc +
+                        "' (against '" + options.reference + "') in both " + base_name + " and " +
+                        now_name);
+  return result;
+}
+
+std::string CompareResult::table() const {
+  std::vector<std::vector<std::string>> cells{
+      {"metric", "workload", "threads", "base", "new", "change", "tolerance", "verdict"}};
+  for (const auto& l : lines) {
+    char change[32], tol[32];
+    if (std::isfinite(l.change))
+      std::snprintf(change, sizeof change, "%+.1f%%", l.change * 100);
+    else
+      std::snprintf(change, sizeof change, "new");
+    std::snprintf(tol, sizeof tol, "%.0f%%", l.tolerance * 100);
+    if (l.tolerance * 100 != std::floor(l.tolerance * 100))
+      std::snprintf(tol, sizeof tol, "%.1f%%", l.tolerance * 100);
+    cells.push_back({l.metric, l.workload, std::to_string(l.threads), fmt(l.base), fmt(l.now),
+                     change, tol, l.verdict});
+  }
+  std::string out = render_table(cells);
+  for (const auto& n : notes) out += "note: " + n + "\n";
+  return out;
+}
+
+}  // namespace hakbench

@@ -1,0 +1,62 @@
+// The regression check: BASE.csv against NEW.csv, per workload and thread count, on metrics that
+// survive a noisy machine because each is relative to glibc measured in the same file, or is
+// deterministic (callgrind instruction counts).
+//
+// Metrics (each for the allocator under test, default hakmem; medians over ok repetitions):
+//   throughput_ratio     median ops/s ÷ system's median ops/s (non-callgrind rows)
+//                        regression: new < base × (1 − tol); default tol 0.15
+//   rss_ratio            median max_rss_kb ÷ system's median max_rss_kb
+//                        regression: new > base × (1 + tol); default tol 0.20
+//   futex_per_mops       median futex_calls per million ops
+//                        regression: new > base × (1 + tol) + 10 (absolute slack for near-zero
+//                        counts); default tol 0.50
+//   instructions_per_op  median callgrind instructions ÷ ops (link = callgrind rows)
+//                        regression: new > base × (1 + tol); default tol 0.02
+// Improvements beyond tolerance are reported as "better" and never fail.
+#pragma once
+
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "csv.h"
+
+namespace hakbench {
+
+// Input that cannot be compared (exit 2): missing columns, allocator absent, no overlap.
+struct UnusableInput : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct CompareOptions {
+  std::string alloc = "hakmem";
+  std::string reference = "system";
+  std::map<std::string, double> tolerance;  // metric -> relative tolerance
+};
+
+// The default tolerances, by metric name.
+const std::map<std::string, double>& default_tolerances();
+// Parses "metric=value" where value is a fraction ("0.1") or a percentage ("10%"); throws
+// std::invalid_argument naming the unknown metric or bad value.
+std::pair<std::string, double> parse_tolerance(const std::string& text);
+
+struct CompareLine {
+  std::string metric, workload;
+  int threads = 0;
+  double base = 0, now = 0, change = 0, tolerance = 0;
+  std::string verdict;  // ok, better, REGRESSED
+};
+
+struct CompareResult {
+  std::vector<CompareLine> lines;
+  std::vector<std::string> notes;  // keys present in only one file
+  bool regressed = false;
+  std::string table() const;
+};
+
+// Throws UnusableInput with the reason.
+CompareResult compare_tables(const Table& base, const std::string& base_name, const Table& now,
+                             const std::string& now_name, const CompareOptions& options);
+
+}  // namespace hakbench
