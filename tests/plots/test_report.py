@@ -12,7 +12,6 @@ import shutil
 import statistics
 import struct
 import subprocess
-import sys
 import tempfile
 import unittest
 from html.parser import HTMLParser
