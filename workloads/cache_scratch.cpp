@@ -70,7 +70,7 @@ Workload make_cache_scratch() {
       {
           {"size", std::int64_t{8}, "object size in bytes"},
           {"iterations", std::int64_t{1000}, "malloc/write/free iterations per thread"},
-          {"writes", std::int64_t{20000}, "passes of writes over each object"},
+          {"writes", std::int64_t{100000}, "passes of writes over each object"},
       },
       run_cache_scratch,
   };

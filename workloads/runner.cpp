@@ -230,7 +230,10 @@ Invocation parse_command_line(int argc, char** argv) {
   for (const ParamSpec& spec : invocation.workload->params) {
     invocation.params[spec.name] = spec.default_value;
   }
-  for (const auto& [option, value] : options) {
+  // Not a structured binding: clang before 16 cannot capture those in the lambda below.
+  for (const auto& option_and_value : options) {
+    const std::string& option = option_and_value.first;
+    const std::string& value = option_and_value.second;
     if (option == "threads") {
       const auto threads = parse_integer(value);
       if (!threads || *threads < 1 || *threads > 4096) {
