@@ -2,6 +2,8 @@
 #include "plan.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -100,17 +102,29 @@ std::string link_of(const TrialSpec& spec) {
   return spec.callgrind ? kCallgrindLink : link_name(spec.allocator.kind);
 }
 
+// Same value: equal text, or equal numbers ("1" and "1.0": the runner prints its own form).
+static bool same_value(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  char *ea = nullptr, *eb = nullptr;
+  double x = std::strtod(a.c_str(), &ea), y = std::strtod(b.c_str(), &eb);
+  return !a.empty() && !b.empty() && *ea == '\0' && *eb == '\0' && x == y;
+}
+
 static bool params_include(const std::string& row_params, const Params& wanted) {
-  std::set<std::string> have;
+  std::map<std::string, std::string> have;
   std::size_t pos = 0;
   while (pos <= row_params.size()) {
     std::size_t semi = row_params.find(';', pos);
-    have.insert(row_params.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos));
+    std::string kv =
+        row_params.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
+    if (auto eq = kv.find('='); eq != std::string::npos) have[kv.substr(0, eq)] = kv.substr(eq + 1);
     if (semi == std::string::npos) break;
     pos = semi + 1;
   }
-  for (const auto& [k, v] : wanted)
-    if (!have.count(k + "=" + v)) return false;
+  for (const auto& [k, v] : wanted) {
+    auto it = have.find(k);
+    if (it == have.end() || !same_value(it->second, v)) return false;
+  }
   return true;
 }
 
