@@ -2,9 +2,15 @@
 // give): each is its own span of pages from the OS, with a header in front of the block.
 //
 // Glossary: a span is [base, base + mapped) with base 2 MiB-aligned (so the chunk map can name
-// its first granule); the header sits at base, the block at base + offset.
-// Invariants: header->block == the pointer handed out (how free validates a pointer);
-// usable size == mapped - offset; every granule of the span maps to (kLarge, header).
+// its first granule); the header sits at base, the block at base + offset. The span cache keeps
+// freed spans (still mapped and registered, block == nullptr) for reuse by size; beyond
+// HAKMEM_LARGE_COMMIT_MB of cached bytes the oldest cached spans are decommitted (their pages
+// return to the OS, the address range stays), beyond HAKMEM_LARGE_CACHE_MB they are unmapped.
+//
+// Invariants: header->block == the pointer handed out while the span is live, nullptr while it is
+// cached (how free validates a pointer and catches a double free); usable size == mapped -
+// offset; every granule of the span maps to (kLarge, header); cached bytes <= the cache limit and
+// committed cached bytes <= the commit limit after every cache operation.
 #pragma once
 
 #include "common/chunk_map.h"
@@ -13,14 +19,21 @@
 
 namespace hak::large {
 
-// Any size >= 1 and alignment a power of two; nullptr with errno = ENOMEM on failure.
-void* alloc(size_t size, size_t alignment);
+// Any size >= 1 and alignment a power of two; nullptr with errno = ENOMEM on failure. With zero,
+// the block reads as zeros (only recycled dirty memory is cleared: fresh pages already are).
+void* alloc(size_t size, size_t alignment, bool zero = false);
 // p must be the block of the span that entry names; anything else is refused with a message.
 void free(void* p, chunk_map::Entry entry);
 size_t usable_size(const void* p, chunk_map::Entry entry);
-// Resizes in place when the span can be grown or shrunk where it is; false otherwise.
+// Resizes in place: grows with mremap where the pages after the span are free, shrinks by
+// unmapping the tail. False when it cannot (the block is unchanged).
 bool resize_in_place(void* p, chunk_map::Entry entry, size_t new_size);
+// Returns every cached span to the OS.
 void collect();
+// pthread_atfork handlers around the cache lock.
+void prefork();
+void postfork_parent();
+void postfork_child();
 void fill_stats(hak_stats_t* out);
 
 }  // namespace hak::large

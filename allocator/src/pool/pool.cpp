@@ -1,0 +1,424 @@
+// The mid pool's slow paths (see pool.h): heap attach/abandon/adopt, remote queue push and drain,
+// run carving, chunk acquisition and release, sweeping, fork handling and statistics.
+#include "pool/pool.h"
+
+#include <pthread.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "common/log.h"
+#include "common/options.h"
+#include "common/spin_lock.h"
+#include "large/large.h"
+#include "os/os.h"
+
+namespace hak::pool {
+
+namespace {
+constinit Heap g_empty_heap;  // t_heap of a thread that has not used the pool yet
+constinit Heap g_dead_heap;   // t_heap of a thread whose heap was abandoned at exit
+}  // namespace
+
+namespace detail {
+constinit thread_local Heap* t_heap = &g_empty_heap;
+bool g_checked = kDebugChecks;
+}  // namespace detail
+
+namespace {
+
+using detail::t_heap;
+
+// Bytes of one refill: a run holds about this much (at least one block), rounded up to pages.
+constexpr size_t kRunTargetBytes = 64 * 1024;
+// Empty chunks kept mapped for the next heap that needs one; the rest go back to the OS.
+constexpr size_t kChunkCacheMax = 4;
+constexpr size_t kHeapSlabBytes = 64 * 1024;
+
+// g_lock guards the heap registry, the abandoned stack, the chunk cache and key creation. Only
+// slow paths take it (thread start/exit, chunk acquire/release, stats, fork).
+SpinLock g_lock;
+Heap* g_all_heaps = nullptr;
+Heap* g_abandoned = nullptr;
+char* g_heap_slab_cursor = nullptr;
+char* g_heap_slab_end = nullptr;
+Chunk* g_chunk_cache = nullptr;
+size_t g_chunk_cache_count = 0;
+pthread_key_t g_key;
+bool g_key_created = false;
+
+std::atomic<uint64_t> g_chunks_live{0};  // statistics only: relaxed
+
+char* chunk_base(Chunk* chunk) {
+  return reinterpret_cast<char*>(chunk);
+}
+
+size_t run_pages(unsigned c) {
+  size_t size = class_size(c);
+  size_t blocks = size >= kRunTargetBytes ? 1 : kRunTargetBytes / size;
+  return align_up(blocks * size, size_t{1} << kPageShift) >> kPageShift;
+}
+
+void push_local(Heap* heap, unsigned c, Block* block) {
+  FreeList& list = heap->lists[c];
+  block->next = list.head;
+  list.head = block;
+  list.count.store(list.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+Block* pop_local(Heap* heap, unsigned c) {
+  FreeList& list = heap->lists[c];
+  Block* block = list.head;
+  if (block == nullptr) return nullptr;
+  list.head = block->next;
+  list.count.store(list.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  return block;
+}
+
+void add_relaxed(std::atomic<uint64_t>& counter, int64_t delta) {
+  // Owner-only counters: a load and a store, no locked RMW.
+  counter.store(counter.load(std::memory_order_relaxed) + static_cast<uint64_t>(delta),
+                std::memory_order_relaxed);
+}
+
+// Moves every block of the remote queue to the owner's free lists. Owner only.
+void drain_remote(Heap* heap) {
+  // Acquire pairs with the producers' release CAS: their writes of block->next are visible.
+  Block* block = heap->remote.exchange(nullptr, std::memory_order_acquire);
+  uint64_t drained = 0;
+  while (block != nullptr) {
+    Block* next = block->next;
+    Chunk* chunk = chunk_of(block);
+    push_local(heap, chunk->page_class[page_of(block)], block);
+    block = next;
+    ++drained;
+  }
+  if (drained != 0) add_relaxed(heap->remote_drained, static_cast<int64_t>(drained));
+}
+
+size_t free_bytes(const Heap* heap) {
+  size_t total = 0;
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    total += heap->lists[c].count.load(std::memory_order_relaxed) * class_size(c);
+  }
+  return total;
+}
+
+void release_chunk(Chunk* chunk) {
+  chunk_map::unregister_range(chunk, kChunkSize);
+  chunk->heap = nullptr;
+  g_chunks_live.fetch_sub(1, std::memory_order_relaxed);
+  {
+    SpinLockGuard guard(g_lock);
+    if (g_chunk_cache_count < kChunkCacheMax) {
+      chunk->next = g_chunk_cache;
+      g_chunk_cache = chunk;
+      ++g_chunk_cache_count;
+      return;
+    }
+  }
+  os::unmap(chunk, kChunkSize);
+}
+
+// Returns every chunk of the heap whose carved blocks are all in its free lists. Owner only.
+void sweep(Heap* heap) {
+  drain_remote(heap);
+  for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) chunk->scratch = 0;
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    for (Block* b = heap->lists[c].head; b != nullptr; b = b->next) ++chunk_of(b)->scratch;
+  }
+  constexpr uint32_t kEmpty = UINT32_MAX;
+  bool any_empty = false;
+  for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) {
+    if (chunk->scratch == chunk->carved) {
+      chunk->scratch = kEmpty;
+      any_empty = true;
+    }
+  }
+  if (!any_empty) return;
+  // Unlink the empty chunks' blocks from the lists, keeping the others' order.
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    FreeList& list = heap->lists[c];
+    Block** link = &list.head;
+    uint32_t removed = 0;
+    while (*link != nullptr) {
+      if (chunk_of(*link)->scratch == kEmpty) {
+        *link = (*link)->next;
+        ++removed;
+      } else {
+        link = &(*link)->next;
+      }
+    }
+    if (removed != 0) {
+      list.count.store(list.count.load(std::memory_order_relaxed) - removed,
+                       std::memory_order_relaxed);
+      add_relaxed(heap->carved_bytes, -static_cast<int64_t>(removed * class_size(c)));
+    }
+    // An exhausted run's cursor may point one past its chunk: test it before chunk_of.
+    BumpRun& run = heap->runs[c];
+    if (run.cursor == run.end || chunk_of(run.cursor)->scratch == kEmpty) run = BumpRun{};
+  }
+  if (heap->current != nullptr && heap->current->scratch == kEmpty) heap->current = nullptr;
+  for (Chunk* chunk = heap->chunks; chunk != nullptr;) {
+    Chunk* next = chunk->next;
+    if (chunk->scratch == kEmpty) {
+      if (chunk->prev != nullptr) chunk->prev->next = chunk->next;
+      if (chunk->next != nullptr) chunk->next->prev = chunk->prev;
+      if (heap->chunks == chunk) heap->chunks = chunk->next;
+      release_chunk(chunk);
+    }
+    chunk = next;
+  }
+}
+
+void maybe_sweep(Heap* heap) {
+  size_t bytes = free_bytes(heap);
+  if (bytes < heap->next_sweep_bytes || bytes < kChunkSize / 2) return;
+  sweep(heap);
+  // Sweep again only once free memory has grown well past what this sweep left behind.
+  size_t left = free_bytes(heap);
+  heap->next_sweep_bytes = left * 2 > 2 * kChunkSize ? left * 2 : 2 * kChunkSize;
+}
+
+Chunk* acquire_chunk(Heap* heap) {
+  maybe_sweep(heap);
+  Chunk* chunk = nullptr;
+  {
+    SpinLockGuard guard(g_lock);
+    if (g_chunk_cache != nullptr) {
+      chunk = g_chunk_cache;
+      g_chunk_cache = chunk->next;
+      --g_chunk_cache_count;
+    }
+  }
+  if (chunk == nullptr) {
+    chunk = static_cast<Chunk*>(os::map(kChunkSize, kChunkSize));
+    if (chunk == nullptr) return nullptr;  // errno = ENOMEM
+  }
+  chunk->heap = heap;
+  chunk->magic = kChunkMagic;
+  std::memset(chunk->page_class, kNoClass, sizeof chunk->page_class);
+  std::memset(chunk->run_start, 0, sizeof chunk->run_start);
+  chunk->next_page = 1;  // page 0 is the header
+  chunk->carved = 0;
+  chunk->scratch = 0;
+  // Publishes the header (release inside register_range) before any block can be freed.
+  if (!chunk_map::register_range(chunk, kChunkSize, chunk_map::Kind::kPool, chunk)) {
+    os::unmap(chunk, kChunkSize);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  chunk->prev = nullptr;
+  chunk->next = heap->chunks;
+  if (heap->chunks != nullptr) heap->chunks->prev = chunk;
+  heap->chunks = chunk;
+  g_chunks_live.fetch_add(1, std::memory_order_relaxed);
+  return chunk;
+}
+
+// Gives class c a fresh bump run carved from the heap's current chunk. False: out of memory.
+bool refill(Heap* heap, unsigned c) {
+  size_t size = class_size(c);
+  size_t min_pages = align_up(size, size_t{1} << kPageShift) >> kPageShift;
+  Chunk* chunk = heap->current;
+  if (chunk == nullptr || kPagesPerChunk - chunk->next_page < min_pages) {
+    chunk = acquire_chunk(heap);
+    if (chunk == nullptr) return false;
+    heap->current = chunk;
+  }
+  size_t pages = run_pages(c);
+  size_t room = kPagesPerChunk - chunk->next_page;
+  if (pages > room) pages = room;
+  uint32_t start = chunk->next_page;
+  std::memset(chunk->page_class + start, static_cast<int>(c), pages);
+  for (size_t i = 0; i < pages; ++i) chunk->run_start[start + i] = static_cast<uint16_t>(start);
+  chunk->next_page = start + static_cast<uint32_t>(pages);
+  size_t blocks = (pages << kPageShift) / size;
+  BumpRun& run = heap->runs[c];
+  run.cursor = chunk_base(chunk) + (size_t{start} << kPageShift);
+  run.end = run.cursor + blocks * size;
+  add_relaxed(heap->refills, 1);
+  return true;
+}
+
+void on_thread_exit(void* arg);
+
+// Gives the calling thread a heap: an abandoned one if any (adoption), else a new one.
+Heap* attach_heap() {
+  Heap* heap = nullptr;
+  {
+    SpinLockGuard guard(g_lock);
+    if (!g_key_created) {
+      // pthread_key_create does not allocate; its destructor runs at thread exit.
+      if (pthread_key_create(&g_key, on_thread_exit) == 0) g_key_created = true;
+      detail::g_checked = kDebugChecks || options().check;
+    }
+    if (g_abandoned != nullptr) {
+      heap = g_abandoned;
+      g_abandoned = heap->next_abandoned;
+      heap->next_abandoned = nullptr;
+    } else {
+      if (g_heap_slab_end - g_heap_slab_cursor < static_cast<ptrdiff_t>(sizeof(Heap))) {
+        auto* slab = static_cast<char*>(os::map(kHeapSlabBytes));
+        if (slab == nullptr) return nullptr;  // errno = ENOMEM
+        g_heap_slab_cursor = slab;
+        g_heap_slab_end = slab + kHeapSlabBytes;
+      }
+      heap = new (g_heap_slab_cursor) Heap();
+      g_heap_slab_cursor += sizeof(Heap);
+      heap->next_all = g_all_heaps;
+      g_all_heaps = heap;
+    }
+    heap->state = HeapState::kActive;
+  }
+  t_heap = heap;
+  if (g_key_created) pthread_setspecific(g_key, heap);
+  return heap;
+}
+
+// The pthread key destructor: the thread's heap returns its empty chunks and is abandoned for a
+// later thread to adopt. Frees that come after this (other keys' destructors) go remote.
+void on_thread_exit(void* arg) {
+  auto* heap = static_cast<Heap*>(arg);
+  if (heap == nullptr || heap->state != HeapState::kActive) return;
+  sweep(heap);
+  heap->next_sweep_bytes = 0;
+  if (t_heap == heap) t_heap = &g_dead_heap;
+  SpinLockGuard guard(g_lock);
+  heap->state = HeapState::kAbandoned;
+  heap->next_abandoned = g_abandoned;
+  g_abandoned = heap;
+}
+
+void* carve(Heap* heap, unsigned c) {
+  BumpRun& run = heap->runs[c];
+  if (run.cursor == run.end && !refill(heap, c)) return nullptr;
+  char* block = run.cursor;
+  run.cursor += class_size(c);
+  ++chunk_of(block)->carved;
+  add_relaxed(heap->carved_bytes, static_cast<int64_t>(class_size(c)));
+  return block;
+}
+
+[[noreturn]] void invalid_free(const void* p, const Chunk* chunk) {
+  fatal("free(%p): not a block hakmem allocated (pool chunk %p)", p,
+        static_cast<const void*>(chunk));
+}
+
+// Checks that p is the start of a block of a live run.
+void validate_block(const void* p, const Chunk* chunk, uint8_t c) {
+  if (c >= kClassCount || chunk->magic != kChunkMagic || chunk->heap == nullptr) {
+    invalid_free(p, chunk);
+  }
+  size_t page = page_of(p);
+  uintptr_t run =
+      reinterpret_cast<uintptr_t>(chunk) + (size_t{chunk->run_start[page]} << kPageShift);
+  if ((reinterpret_cast<uintptr_t>(p) - run) % class_size(c) != 0) invalid_free(p, chunk);
+}
+
+}  // namespace
+
+void* detail::alloc_slow(Heap* heap, unsigned c) {
+  if (heap->state == HeapState::kSentinel) {
+    // After this thread's clean-up: serve the request from a large span, which needs no heap.
+    if (heap == &g_dead_heap) return large::alloc(class_size(c), 16);
+    heap = attach_heap();
+    if (heap == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    if (Block* block = pop_local(heap, c)) return block;
+  }
+  // Relaxed peek: the exchange in drain_remote does the acquiring.
+  if (heap->remote.load(std::memory_order_relaxed) != nullptr) {
+    drain_remote(heap);
+    if (Block* block = pop_local(heap, c)) return block;
+  }
+  return carve(heap, c);
+}
+
+void detail::free_slow(void* p, Chunk* chunk, uint8_t c) {
+  if (c >= kClassCount || chunk->heap == nullptr || g_checked) validate_block(p, chunk, c);
+  Heap* owner = chunk->heap;
+  auto* block = static_cast<Block*>(p);
+  if (owner == t_heap) return push_local(owner, c, block);
+  // Remote free. Release publishes block->next (and the program's writes to the block) to the
+  // owner's acquiring exchange; relaxed on failure, we only retry.
+  Block* head = owner->remote.load(std::memory_order_relaxed);
+  do {
+    block->next = head;
+  } while (!owner->remote.compare_exchange_weak(head, block, std::memory_order_release,
+                                                std::memory_order_relaxed));
+}
+
+size_t usable_size(const void* p, chunk_map::Entry entry) {
+  auto* chunk = entry.owner<Chunk>();
+  uint8_t c = chunk->page_class[page_of(p)];
+  validate_block(p, chunk, c);
+  return class_size(c);
+}
+
+void* alloc_aligned(size_t alignment, size_t size) {
+  if (alignment > (size_t{1} << kPageShift) || size > kPoolMaxSize) return nullptr;
+  unsigned c = class_of(size < kMinSize ? kMinSize : size);
+  // Blocks of class c are aligned to the lowest set bit of its size (runs are page-aligned).
+  while (c < kClassCount && (class_size(c) & (alignment - 1)) != 0) ++c;
+  if (c == kClassCount) return nullptr;
+  Heap* heap = t_heap;
+  if (Block* block = pop_local(heap, c)) return block;
+  void* p = detail::alloc_slow(heap, c);
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+void collect() {
+  Heap* heap = t_heap;
+  if (heap->state == HeapState::kActive) {
+    sweep(heap);
+    heap->next_sweep_bytes = 0;
+  }
+  Chunk* cached;
+  {
+    SpinLockGuard guard(g_lock);
+    cached = g_chunk_cache;
+    g_chunk_cache = nullptr;
+    g_chunk_cache_count = 0;
+  }
+  while (cached != nullptr) {
+    Chunk* next = cached->next;
+    os::unmap(cached, kChunkSize);
+    cached = next;
+  }
+}
+
+void prefork() {
+  g_lock.lock();
+}
+
+void postfork_parent() {
+  g_lock.unlock();
+}
+
+void postfork_child() {
+  g_lock.reset();
+  // The other threads are gone mid-operation: their heaps may be inconsistent, so they are never
+  // adopted (their memory stays mapped; frees into it are queued and never reused).
+  for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
+    if (heap->state == HeapState::kActive && heap != t_heap) heap->state = HeapState::kOrphaned;
+  }
+}
+
+void fill_stats(hak_stats_t* out) {
+  out->pool_chunks_live = g_chunks_live.load(std::memory_order_relaxed);
+  SpinLockGuard guard(g_lock);
+  for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
+    out->pool_refills += heap->refills.load(std::memory_order_relaxed);
+    out->pool_remote_frees += heap->remote_drained.load(std::memory_order_relaxed);
+    uint64_t carved = heap->carved_bytes.load(std::memory_order_relaxed);
+    uint64_t idle = free_bytes(heap);
+    out->bytes_in_use += carved > idle ? carved - idle : 0;
+  }
+}
+
+}  // namespace hak::pool

@@ -1,0 +1,175 @@
+// The mid pool: blocks above kTinyMaxSize up to kPoolMaxSize, served from per-thread heaps that
+// carve 2 MiB arena chunks.
+//
+// Glossary
+//  - class: one of kClassCount block sizes, four per doubling from 1280 B to 256 KiB (all
+//    multiples of 256), so a request never wastes 25% or more of its block.
+//  - chunk: a 2 MiB, 2 MiB-aligned arena registered in the chunk map as (kPool, Chunk*). Its
+//    first page is the Chunk header; the other pages are handed out in runs.
+//  - run: consecutive pages of one chunk given to one class at once (a refill). page_class[]
+//    names the class of every page of a run, so free finds a block's class by arithmetic.
+//  - heap: the per-thread pool state: one free list and one bump run per class, the list of the
+//    chunks it owns, and an MPSC remote queue. A thread owns at most one heap; a heap outlives its
+//    thread (it is abandoned at thread exit and adopted by a later thread), so Chunk::heap, the
+//    chunk's owner, never changes while the chunk is live and never dangles.
+//  - remote free: a free by a thread that is not the owner of the block's chunk: one CAS push onto
+//    the owner heap's remote queue; the owner takes the whole queue with one exchange when a free
+//    list runs dry (no ABA: the consumer never pops single nodes).
+//  - sweep: the owner counts the free blocks of each chunk; a chunk whose every carved block is
+//    free is taken out of the free lists and returned (global chunk cache, then the OS).
+//
+// Invariants
+//  - Every block of a chunk is in exactly one of: handed out, its heap's free list for its class,
+//    its heap's remote queue, or the uncarved tail of a bump run. Chunk::carved counts the blocks
+//    that ever left a bump run; a chunk is empty iff carved == its blocks in free lists.
+//  - Blocks in a run are at run_start + i * class_size, run_start page-aligned: a block is aligned
+//    to min(4096, lowest set bit of its class size) >= 256.
+//  - Only the owner thread touches a heap's free lists, runs and chunk list; other threads touch
+//    only the remote queue (and read Chunk::heap / page_class, written before the chunk's blocks
+//    were handed out).
+#pragma once
+
+#include <atomic>
+
+#include "common/chunk_map.h"
+#include "hakmem.h"
+
+namespace hak::pool {
+
+inline constexpr size_t kClassCount = 32;
+inline constexpr size_t kMinSize = kTinyMaxSize + 1;
+inline constexpr unsigned kPageShift = 12;
+inline constexpr size_t kPagesPerChunk = kChunkSize >> kPageShift;
+inline constexpr uint8_t kNoClass = 0xff;  // page_class of a page outside every run
+
+// Class c covers (size(c-1), size(c)]: size(c) = 2^d + (step + 1) * 2^(d-2), c = 4 (d - 10) + step.
+constexpr size_t class_size(unsigned c) {
+  unsigned d = 10 + c / 4;
+  return (size_t{1} << d) + (c % 4 + 1) * (size_t{1} << (d - 2));
+}
+static_assert(class_size(0) == 1280 && class_size(kClassCount - 1) == kPoolMaxSize);
+static_assert(kTinyMaxSize == 1024, "class_of assumes the pool starts above 1 KiB");
+
+// size in [kMinSize, kPoolMaxSize].
+HAK_FAST_PATH unsigned class_of(size_t size) {
+  size_t s = size - 1;
+  unsigned d = 63u - static_cast<unsigned>(__builtin_clzll(s));  // floor(log2(s)) in [10, 17]
+  unsigned step = static_cast<unsigned>((s - (size_t{1} << d)) >> (d - 2));
+  return 4 * (d - 10) + step;
+}
+
+struct Block {
+  Block* next;
+};
+
+struct Heap;
+
+struct Chunk {
+  // Read by every thread that frees into this chunk; written once before blocks are handed out.
+  Heap* heap;
+  uint64_t magic;
+  uint8_t page_class[kPagesPerChunk];  // class of the run containing the page, or kNoClass
+  uint16_t run_start[kPagesPerChunk];  // first page of that run (validates block offsets)
+  // Owner-only bookkeeping, on its own cache line.
+  alignas(kCacheLine) Chunk* prev;
+  Chunk* next;
+  uint32_t next_page;  // first never-carved page
+  uint32_t carved;     // blocks that ever left a bump run of this chunk
+  uint32_t scratch;    // sweep: free blocks counted in this chunk
+};
+inline constexpr uint64_t kChunkMagic = 0x68616b6d656d706cULL;  // "hakmempl"
+static_assert(sizeof(Chunk) <= (size_t{1} << kPageShift), "the chunk header must fit page 0");
+
+struct FreeList {
+  Block* head = nullptr;
+  // Owner-written; relaxed load/store only (never RMW), so hak_stats may read it from elsewhere.
+  std::atomic<uint32_t> count{0};
+};
+
+struct BumpRun {
+  char* cursor = nullptr;
+  char* end = nullptr;
+};
+
+enum class HeapState : uint8_t { kSentinel, kActive, kAbandoned, kOrphaned };
+
+struct alignas(kCacheLine) Heap {
+  FreeList lists[kClassCount];
+  BumpRun runs[kClassCount];
+  Chunk* chunks = nullptr;   // every chunk this heap owns (doubly linked through the headers)
+  Chunk* current = nullptr;  // the chunk new runs are carved from
+  size_t next_sweep_bytes = 0;
+  Heap* next_all = nullptr;        // registry of every heap ever created (never freed)
+  Heap* next_abandoned = nullptr;  // abandoned-heap stack, under the pool lock
+  HeapState state = HeapState::kSentinel;
+  // Statistics, owner-written, read by hak_stats: relaxed load/store only.
+  std::atomic<uint64_t> refills{0};
+  std::atomic<uint64_t> remote_drained{0};
+  std::atomic<uint64_t> carved_bytes{0};
+  // The remote queue, on its own line: producers CAS here, the owner exchanges.
+  alignas(kCacheLine) std::atomic<Block*> remote{nullptr};
+};
+
+namespace detail {
+// The calling thread's heap: a sentinel with empty lists until its first pool allocation, so the
+// fast path needs no "initialised?" test; a second sentinel after the thread's clean-up ran.
+extern constinit thread_local Heap* t_heap;
+void* alloc_slow(Heap* heap, unsigned c);
+void free_slow(void* p, Chunk* chunk, uint8_t c);
+extern bool g_checked;  // HAKMEM_CHECK or a debug build: validate every free
+}  // namespace detail
+
+// size in [kMinSize, kPoolMaxSize]; nullptr with errno = ENOMEM when memory runs out.
+HAK_FAST_PATH void* alloc(size_t size) {
+  unsigned c = class_of(size);
+  Heap* heap = detail::t_heap;
+  FreeList& list = heap->lists[c];
+  Block* block = list.head;
+  if (HAK_UNLIKELY(block == nullptr)) return detail::alloc_slow(heap, c);
+  list.head = block->next;
+  list.count.store(list.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  return block;
+}
+
+HAK_FAST_PATH Chunk* chunk_of(const void* p) {
+  return reinterpret_cast<Chunk*>(align_down(reinterpret_cast<uintptr_t>(p), kChunkSize));
+}
+HAK_FAST_PATH size_t page_of(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & (kChunkSize - 1)) >> kPageShift;
+}
+
+// p: a pointer whose chunk map entry says kPool. Local frees push; everything else (remote,
+// invalid, checked mode) goes to the slow path.
+HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) {
+  Chunk* chunk = entry.owner<Chunk>();
+  uint8_t c = chunk->page_class[page_of(p)];
+  Heap* heap = detail::t_heap;
+  if (HAK_UNLIKELY(chunk->heap != heap || c >= kClassCount || detail::g_checked)) {
+    return detail::free_slow(p, chunk, c);
+  }
+  FreeList& list = heap->lists[c];
+  auto* block = static_cast<Block*>(p);
+  block->next = list.head;
+  list.head = block;
+  list.count.store(list.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+// The block size of p (a block of a pool chunk); fatal for a pointer that is not a block start.
+size_t usable_size(const void* p, chunk_map::Entry entry);
+
+// A block of at least size bytes aligned to alignment (<= 4096), or nullptr when no class fits
+// (the caller then uses a large span) or memory runs out (errno = ENOMEM).
+void* alloc_aligned(size_t alignment, size_t size);
+
+// The calling thread's heap: drain its remote queue and return its empty chunks; then return the
+// global chunk cache to the OS.
+void collect();
+
+// pthread_atfork handlers (the api layer registers them).
+void prefork();
+void postfork_parent();
+void postfork_child();
+
+void fill_stats(hak_stats_t* out);
+
+}  // namespace hak::pool
