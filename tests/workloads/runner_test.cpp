@@ -2,7 +2,8 @@
 // The matrix runs every workload at 1 and 4 threads with --verify under glibc and every allocator
 // installed (LD_PRELOAD), plus the hakmem-linked runner when it is built, and checks that the ops
 // count is the one the parameters imply and that the workload, threads, seed and params echo back.
-// The rest pins the command-line contract: exit codes 2 and 3, --list-json, --help, self-tests.
+// hakmem-micro runs under each preloaded allocator. The rest pins the command-line contract: exit
+// codes 2 and 3, --list-json, --help, self-tests.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -257,6 +258,40 @@ std::string point_name(const testing::TestParamInfo<MatrixPoint>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Allocators, RunnerMatrix, testing::ValuesIn(matrix_points()), point_name);
+
+// hakmem-micro under each preloaded allocator: every benchmark family runs and reports a rate.
+class MicroBenchmarks : public testing::TestWithParam<Allocator> {};
+
+TEST_P(MicroBenchmarks, EveryFamilyRunsAndReportsItemsPerSecond) {
+  const Outcome outcome =
+      run_runner(HAKMEM_TEST_MICRO, {"--benchmark_min_time=0.001", "--benchmark_format=json"},
+                 GetParam().preload);
+  ASSERT_EQ(outcome.exit_code, 0) << "signal " << outcome.signal << "\n" << outcome.err;
+  const Json report = Json::parse(outcome.out);
+  std::set<std::string> families;
+  for (const Json& benchmark : report["benchmarks"]) {
+    const auto name = benchmark["name"].get<std::string>();
+    families.insert(name.substr(0, name.find('/')));
+    EXPECT_GT(benchmark["iterations"].get<std::int64_t>(), 0) << name;
+    EXPECT_GT(benchmark["items_per_second"].get<double>(), 0) << name;
+  }
+  EXPECT_EQ(families, (std::set<std::string>{"malloc_free_pairs", "malloc_free_random_tiny",
+                                             "batch_alloc_then_free", "realloc_growth",
+                                             "calloc_free_pairs", "cross_thread_handoff"}));
+}
+
+std::vector<Allocator> preloaded_allocators() {
+  std::vector<Allocator> preloaded;
+  for (const Allocator& allocator : allocators_under_test()) {
+    if (allocator.runner == HAKMEM_TEST_RUNNER) preloaded.push_back(allocator);
+  }
+  return preloaded;
+}
+
+INSTANTIATE_TEST_SUITE_P(Allocators, MicroBenchmarks, testing::ValuesIn(preloaded_allocators()),
+                         [](const testing::TestParamInfo<Allocator>& info) {
+                           return info.param.name;
+                         });
 
 TEST(RunnerCommandLine, UnknownWorkloadExits2NamingIt) {
   const Outcome outcome = run_plain({"no-such-workload"});
