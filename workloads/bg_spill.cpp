@@ -59,7 +59,9 @@ RunResult run_bg_spill(const RunContext& context) {
   const auto burst_blocks = static_cast<std::size_t>(context.integer("blocks"));
   const auto size = static_cast<std::size_t>(context.integer("size"));
   const auto bursts = static_cast<std::uint64_t>(context.integer("bursts"));
-  if (burst_blocks == 0) throw std::invalid_argument("bg-spill needs blocks >= 1");
+  if (burst_blocks == 0 || size == 0) {
+    throw std::invalid_argument("bg-spill needs blocks >= 1 and size >= 1");
+  }
   const BlockCheck check(context.verify());
   const int threads = context.threads();
 

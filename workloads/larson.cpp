@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 
 #include "common.h"
 #include "workload.h"
@@ -102,8 +103,8 @@ RunResult run_larson(const RunContext& context) {
                              static_cast<std::uint64_t>(context.integer("rounds")),
                              BlockCheck(context.verify())}};
   const LarsonConfig& config = shared.config;
-  if (config.blocks == 0 || config.min_size > config.max_size) {
-    throw std::invalid_argument("larson needs blocks >= 1 and min <= max");
+  if (config.blocks == 0 || config.min_size == 0 || config.min_size > config.max_size) {
+    throw std::invalid_argument("larson needs blocks >= 1 and 1 <= min <= max");
   }
 
   std::vector<std::unique_ptr<Lineage>> lineages;

@@ -55,7 +55,9 @@ RunResult run_producer_consumer(const RunContext& context) {
   const auto size = static_cast<std::size_t>(context.integer("size"));
   const auto batch = static_cast<std::size_t>(context.integer("batch"));
   const auto batches = static_cast<std::uint64_t>(context.integer("batches"));
-  if (batch == 0) throw std::invalid_argument("producer-consumer needs batch >= 1");
+  if (batch == 0 || size == 0) {
+    throw std::invalid_argument("producer-consumer needs batch >= 1 and size >= 1");
+  }
   const BlockCheck check(context.verify());
   const int threads = context.threads();
   const int producers = (threads + 1) / 2;

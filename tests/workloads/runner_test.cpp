@@ -321,7 +321,9 @@ TEST(RunnerCommandLine, BadValuesExit2NamingTheParameter) {
                                                                 {"larson", "--seconds=soon"},
                                                                 {"larson", "--threads=0"},
                                                                 {"larson", "--seed", "x1"},
-                                                                {"random-mixed", "--min=2000"}}) {
+                                                                {"random-mixed", "--min=2000"},
+                                                                {"larson", "--min=0"},
+                                                                {"bg-spill", "--size=0"}}) {
     const Outcome outcome = run_plain(args);
     EXPECT_EQ(outcome.exit_code, 2) << args[1];
     EXPECT_TRUE(outcome.out.empty()) << args[1];
