@@ -2,6 +2,7 @@
 #include "allocators.h"
 
 #include <filesystem>
+#include <map>
 
 #ifndef HAKBENCH_PROJECT_VERSION
 #define HAKBENCH_PROJECT_VERSION "0"
@@ -49,7 +50,16 @@ const char* link_name(LinkKind kind) {
   return "NA";
 }
 
+static std::string package_version_uncached(const std::string& path);
+
 std::string package_version(const std::string& path) {
+  // dpkg-query is slow next to a trial: ask once per path per process.
+  static std::map<std::string, std::string> cache;
+  if (auto it = cache.find(path); it != cache.end()) return it->second;
+  return cache[path] = package_version_uncached(path);
+}
+
+static std::string package_version_uncached(const std::string& path) {
   // dpkg-query -S knows the owner of the path as installed (it may be a symlink's target).
   // With merged /usr, dpkg may know /lib/... for a file found under /usr/lib/...
   std::string owner_out;

@@ -1,0 +1,215 @@
+// The regression check on synthetic CSVs: an unchanged pair passes, a 20% drop of hakmem's
+// throughput ratio to system fails, a 3% rise in callgrind instructions per op fails, unusable
+// input is refused with its reason (and exit codes 0/1/2 from the CLI).
+#include "compare.h"
+
+#include <gtest/gtest.h>
+
+#include "test_support.h"
+
+namespace hakbench {
+namespace {
+
+struct Spec {
+  double hak_tput = 2e6, sys_tput = 1e6;  // ops/s
+  double hak_rss = 4000, sys_rss = 3000;
+  double hak_futex = 50;     // per trial, on 1e6 ops
+  double hak_instr = 150e6;  // callgrind, on 1e6 ops
+};
+
+Row row(const std::string& alloc, const std::string& link, const std::string& workload, int threads,
+        int rep, double tput, double rss, double futex, double instr) {
+  Row r;
+  r[Col::config] = "ci";
+  r[Col::workload] = workload;
+  r[Col::allocator] = alloc;
+  r[Col::link] = link;
+  r[Col::threads] = std::to_string(threads);
+  r[Col::rep] = std::to_string(rep);
+  r[Col::status] = "ok";
+  r[Col::ops] = "1000000";
+  r[Col::ops_per_sec] = std::to_string(tput);
+  if (link != "callgrind") {
+    r[Col::max_rss_kb] = std::to_string(rss);
+    r[Col::futex_calls] = std::to_string(futex);
+  } else {
+    r[Col::instructions] = std::to_string(instr);
+  }
+  return r;
+}
+
+Table table_of(const Spec& s) {
+  std::string text = header_line();
+  for (const char* w : {"larson", "random-mixed"}) {
+    for (int t : {1, 2}) {
+      for (int rep = 1; rep <= 3; ++rep) {
+        // A little spread between repetitions, as on a real machine.
+        double wobble = 1 + 0.01 * (rep - 2);
+        text += row_line(row("system", "libc", w, t, rep, s.sys_tput * wobble, s.sys_rss, 10, 0));
+        text += row_line(
+            row("hakmem", "preload", w, t, rep, s.hak_tput * wobble, s.hak_rss, s.hak_futex, 0));
+      }
+    }
+    text += row_line(row("hakmem", "callgrind", w, 1, 1, 1e4, 0, 0, s.hak_instr));
+  }
+  // A crashed row never counts.
+  Row bad = row("hakmem", "preload", "larson", 1, 4, 1, 1, 1, 0);
+  bad[Col::status] = "crashed:SIGSEGV";
+  text += row_line(bad);
+  return parse_csv(text, "synthetic");
+}
+
+CompareResult run(const Spec& base, const Spec& now, CompareOptions o = {}) {
+  return compare_tables(table_of(base), "base.csv", table_of(now), "new.csv", o);
+}
+
+const CompareLine* find(const CompareResult& r, const std::string& metric,
+                        const std::string& workload, int threads) {
+  for (const auto& l : r.lines)
+    if (l.metric == metric && l.workload == workload && l.threads == threads) return &l;
+  return nullptr;
+}
+
+TEST(Compare, UnchangedPairPasses) {
+  CompareResult r = run({}, {});
+  EXPECT_FALSE(r.regressed) << r.table();
+  // 2 workloads × 2 thread counts × 3 metrics + 2 callgrind lines.
+  EXPECT_EQ(r.lines.size(), 14u) << r.table();
+  for (const auto& l : r.lines) EXPECT_EQ(l.verdict, "ok");
+  const CompareLine* t = find(r, "throughput_ratio", "larson", 1);
+  ASSERT_NE(t, nullptr);
+  EXPECT_DOUBLE_EQ(t->base, 2.0);
+  const CompareLine* i = find(r, "instructions_per_op", "larson", 1);
+  ASSERT_NE(i, nullptr);
+  EXPECT_DOUBLE_EQ(i->base, 150.0);
+}
+
+TEST(Compare, AbsoluteSlowdownOfBothAllocatorsIsNotARegression) {
+  Spec slow;
+  slow.hak_tput = 1.2e6;  // the whole machine 40% slower: ratio unchanged
+  slow.sys_tput = 0.6e6;
+  EXPECT_FALSE(run({}, slow).regressed);
+}
+
+TEST(Compare, TwentyPercentThroughputRatioDropFails) {
+  Spec drop;
+  drop.hak_tput = 1.6e6;
+  CompareResult r = run({}, drop);
+  EXPECT_TRUE(r.regressed);
+  const CompareLine* t = find(r, "throughput_ratio", "random-mixed", 2);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->verdict, "REGRESSED");
+  EXPECT_NEAR(t->change, -0.20, 1e-9);
+  EXPECT_NE(r.table().find("REGRESSED"), std::string::npos);
+}
+
+TEST(Compare, TenPercentDropIsWithinTheDefaultTolerance) {
+  Spec drop;
+  drop.hak_tput = 1.8e6;
+  EXPECT_FALSE(run({}, drop).regressed);
+  CompareOptions strict;
+  strict.tolerance["throughput_ratio"] = 0.05;
+  EXPECT_TRUE(run({}, drop, strict).regressed);
+}
+
+TEST(Compare, ThreePercentInstructionRiseFails) {
+  Spec more;
+  more.hak_instr = 150e6 * 1.03;
+  CompareResult r = run({}, more);
+  EXPECT_TRUE(r.regressed);
+  const CompareLine* i = find(r, "instructions_per_op", "larson", 1);
+  ASSERT_NE(i, nullptr);
+  EXPECT_EQ(i->verdict, "REGRESSED");
+  EXPECT_EQ(find(r, "throughput_ratio", "larson", 1)->verdict, "ok");
+  Spec slight;
+  slight.hak_instr = 150e6 * 1.01;
+  EXPECT_FALSE(run({}, slight).regressed);
+}
+
+TEST(Compare, RssAndFutexRegressions) {
+  Spec fat;
+  fat.hak_rss = 4000 * 1.3;
+  EXPECT_EQ(find(run({}, fat), "rss_ratio", "larson", 2)->verdict, "REGRESSED");
+  Spec locky;
+  locky.hak_futex = 500;
+  EXPECT_EQ(find(run({}, locky), "futex_per_mops", "larson", 2)->verdict, "REGRESSED");
+  Spec better;
+  better.hak_tput = 3e6;
+  CompareResult r = run({}, better);
+  EXPECT_FALSE(r.regressed);
+  EXPECT_EQ(find(r, "throughput_ratio", "larson", 2)->verdict, "better");
+}
+
+TEST(Compare, MissingColumnIsUnusableWithTheReason) {
+  std::string text = header_line();
+  text.replace(text.find(",ops_per_sec"), 12, "");
+  Table bad = parse_csv(text, "bad");
+  try {
+    compare_tables(table_of({}), "base.csv", bad, "new.csv", {});
+    FAIL();
+  } catch (const UnusableInput& e) {
+    EXPECT_STREQ(e.what(), "new.csv: missing column(s): ops_per_sec");
+  }
+}
+
+TEST(Compare, NoOverlapOrMissingAllocatorIsUnusable) {
+  CompareOptions o;
+  o.alloc = "hakmem-static";
+  EXPECT_THROW(run({}, {}, o), UnusableInput);
+  std::string other = header_line() +
+                      row_line(row("system", "libc", "footprint", 8, 1, 1, 1, 1, 0)) +
+                      row_line(row("hakmem", "preload", "footprint", 8, 1, 1, 1, 1, 0));
+  try {
+    compare_tables(table_of({}), "base.csv", parse_csv(other, "x"), "new.csv", {});
+    FAIL();
+  } catch (const UnusableInput& e) {
+    EXPECT_NE(std::string(e.what()).find("no overlap"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Compare, ToleranceParsing) {
+  EXPECT_EQ(parse_tolerance("throughput_ratio=0.1"),
+            (std::pair<std::string, double>{"throughput_ratio", 0.1}));
+  EXPECT_DOUBLE_EQ(parse_tolerance("instructions_per_op=5%").second, 0.05);
+  EXPECT_THROW(parse_tolerance("speed=0.1"), std::invalid_argument);
+  EXPECT_THROW(parse_tolerance("rss_ratio=lots"), std::invalid_argument);
+  EXPECT_THROW(parse_tolerance("rss_ratio"), std::invalid_argument);
+}
+
+// The CLI: exit 0 / 1 / 2 and the reason on stderr.
+TEST(Compare, CliExitCodes) {
+  const std::string hakbench = test::env_path("HAKBENCH");
+  ASSERT_FALSE(hakbench.empty());
+  test::ScratchDir dir;
+  auto write_table = [&](const std::string& name, const Spec& s) {
+    Table t = table_of(s);
+    std::string text = csv_line(t.header);
+    for (auto& r : t.rows) text += csv_line(r);
+    return dir.write(name, text);
+  };
+  Spec drop;
+  drop.hak_tput = 1.6e6;
+  std::string base = write_table("base.csv", {}), same = write_table("same.csv", {}),
+              worse = write_table("worse.csv", drop);
+  auto ok = test::run_command({hakbench, "compare", base, same});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("no regression"), std::string::npos) << ok.out;
+  auto bad = test::run_command({hakbench, "compare", base, worse});
+  EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
+  EXPECT_NE(bad.out.find("REGRESSED"), std::string::npos) << bad.out;
+  auto loose =
+      test::run_command({hakbench, "compare", base, worse, "--tolerance", "throughput_ratio=25%"});
+  EXPECT_EQ(loose.exit_code, 0) << loose.out << loose.err;
+  std::string missing = dir.write("missing.csv", "workload,threads\nlarson,1\n");
+  auto unusable = test::run_command({hakbench, "compare", base, missing});
+  EXPECT_EQ(unusable.exit_code, 2);
+  EXPECT_NE(unusable.err.find("missing column(s): allocator, status, link, ops, ops_per_sec"),
+            std::string::npos)
+      << unusable.err;
+  auto badtol = test::run_command({hakbench, "compare", base, same, "--tolerance", "speed=1"});
+  EXPECT_EQ(badtol.exit_code, 2);
+  EXPECT_NE(badtol.err.find("unknown metric 'speed'"), std::string::npos) << badtol.err;
+}
+
+}  // namespace
+}  // namespace hakbench
