@@ -183,9 +183,8 @@ int main(int argc, char** argv) {
 
   // plot
   auto* plot = app.add_subcommand("plot", "draw the plots of CSVs (plots/report.py)");
-  plot->allow_extras();
-  std::vector<std::string> plot_args;
-  plot->add_option("args", plot_args, "[--out DIR] CSV [CSV...]")->required();
+  // Everything after `plot` goes to report.py unchanged: [--out DIR] CSV [CSV...]
+  plot->prefix_command();
 
   try {
     app.parse(argc, argv);
@@ -246,8 +245,8 @@ int main(int argc, char** argv) {
 
   if (*plot) {
     std::vector<std::string> args = {paths.source_dir + "/plots/report.py"};
-    for (auto& a : plot_args) args.push_back(a);
     for (auto& a : plot->remaining()) args.push_back(a);
+    if (args.size() == 1) die("plot: expected [--out DIR] CSV [CSV...]");
     std::vector<char*> av{const_cast<char*>("/usr/bin/python3")};
     for (auto& a : args) av.push_back(a.data());
     av.push_back(nullptr);

@@ -109,7 +109,8 @@ std::string summary_table(const std::vector<Row>& rows) {
         std::string cell = human_rate(m);
         if (sys && *sys > 0 && a != "system") {
           char buf[32];
-          std::snprintf(buf, sizeof buf, " (x%.2f)", m / *sys);
+          double ratio = m / *sys;
+          std::snprintf(buf, sizeof buf, ratio >= 0.1 ? " (x%.2f)" : " (x%.2g)", ratio);
           cell += buf;
         }
         line.push_back(cell);

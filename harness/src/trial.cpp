@@ -200,6 +200,23 @@ std::optional<std::uint64_t> callgrind_total(const std::string& path) {
 
 namespace {
 
+// The process group of the running trial, so that an interrupted hakbench takes it down too
+// (the child has its own group and would not get the terminal's SIGINT).
+volatile sig_atomic_t g_child_group = 0;
+
+void on_terminate(int sig) {
+  if (g_child_group > 0) ::kill(-g_child_group, SIGKILL);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void install_terminate_handlers() {
+  static bool installed = false;
+  if (installed) return;
+  installed = true;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, on_terminate);
+}
+
 // Reads what is available from fd into buf (bounded); returns false at EOF or error.
 bool drain(int fd, std::string& buf, std::size_t cap) {
   char tmp[8192];
@@ -258,6 +275,7 @@ TrialOutcome run_trial(const TrialSpec& spec, const BuildPaths& paths) {
   CPU_ZERO(&set);
   for (int c : spec.cpus) CPU_SET(c, &set);
 
+  install_terminate_handlers();
   auto started = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
   if (pid < 0) return fail_before_start(std::string("fork: ") + std::strerror(errno));
@@ -287,6 +305,7 @@ TrialOutcome run_trial(const TrialSpec& spec, const BuildPaths& paths) {
     ::_exit(127);
   }
   ::setpgid(pid, pid);  // also here: no race with the kill of a timed-out group
+  g_child_group = pid;
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   ::close(go_pipe[0]);
@@ -333,6 +352,7 @@ TrialOutcome run_trial(const TrialSpec& spec, const BuildPaths& paths) {
     if (w == pid) exited = true;
   }
   if (!exited) ::wait4(pid, &status, 0, &ru);
+  g_child_group = 0;
   // What is left in the pipes (a straggling grandchild could hold them open: don't wait on it).
   if (out_open) drain(out_pipe[0], out, kCap);
   if (err_open) drain(err_pipe[0], err, kCap);
