@@ -1,0 +1,76 @@
+// The per-thread front of the tiny part: a heap per thread, reached through one initial-exec
+// thread_local pointer.
+//
+// Glossary
+//  - heap: a thread's caches (one LIFO list per class, with count and cap) and the slabs it owns
+//    (per class: `avail`, slabs that may still give blocks, its head being the one carved now;
+//    `full`, slabs that gave everything at the last look).
+//  - sentinel: a static, never-written heap with empty caches and cap 0. A thread starts on it,
+//    so the fast paths need no "initialised?" test: its first alloc finds an empty list and its
+//    first free a full one, and both land in a slow path that installs a real heap.
+//  - batch: how many blocks a refill brings and a spill leaves; cap = 2 * batch. Both adapt per
+//    class within [kMinBatch, max_batch(cls)]: a class that refills or spills again soon after its
+//    previous slow path (counted in the heap's slow-path ticks) doubles its batch, one idle for
+//    long halves it.
+//
+// Invariants: cache[c].count == length of cache[c].head's list <= cache[c].cap (+1 inside the
+// free slow path); every block on it is of class c, from any slab (a block freed by a thread
+// other than its owner is cached too and leaves later in a chain); a heap's slabs have
+// owner == heap and are on exactly one of its lists.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "common/base.h"
+#include "tiny/size_classes.h"
+#include "tiny/superslab.h"
+
+namespace hak::tiny {
+
+struct ClassCache {
+  void* head;
+  uint32_t count;
+  uint32_t cap;
+};
+
+// Owner-written counters that other threads read for stats: relaxed load + store, no RMW.
+struct HeapCounters {
+  std::atomic<uint64_t> refills{0};
+  std::atomic<uint64_t> spills{0};
+  std::atomic<uint64_t> remote_frees{0};
+  std::atomic<uint64_t> adoptions{0};
+  std::atomic<uint64_t> queue_drains{0};
+};
+
+inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+struct alignas(kCacheLine) Heap {
+  ClassCache cache[kClassCount];  // the fast paths touch only this
+
+  // Slow-path state, owner-only.
+  uint32_t batch[kClassCount];
+  uint32_t last_refill_tick[kClassCount];
+  uint32_t last_spill_tick[kClassCount];
+  uint32_t ticks;
+  Slab* avail[kClassCount];
+  Slab* full[kClassCount];
+  // Cache lengths as of the last slow path, for other threads' stats snapshots.
+  std::atomic<uint32_t> published_count[kClassCount];
+  HeapCounters counters;
+
+  // Under the heap registry lock.
+  Heap* next_live;
+  Heap* prev_live;
+  Heap* next_free;
+  bool live;
+};
+
+// The calling thread's heap (the sentinel until its first slow path). Constant-initialised and
+// trivially destructible: no TLS wrapper call, no destructor registration.
+extern constinit thread_local Heap* t_heap [[gnu::tls_model("initial-exec")]];
+extern Heap g_sentinel_heap;
+
+}  // namespace hak::tiny

@@ -1,0 +1,285 @@
+// The shared SuperSlab pool (see pool.h): SuperSlab mapping and unmapping, empty slabs, abandoned
+// slabs and their adoption.
+#include "tiny/pool.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#include <cerrno>
+#include <new>
+
+#include "common/chunk_map.h"
+#include "common/log.h"
+#include "common/options.h"
+#include "os/os.h"
+#include "tiny/slab_ops.h"
+
+namespace hak::tiny::pool {
+namespace {
+
+pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// All below: under g_lock.
+SuperSlab* g_all = nullptr;           // every live SuperSlab (all_next/all_prev)
+SuperSlab* g_with_empty = nullptr;    // ring: some slabs empty, some in use
+SuperSlab* g_wholly_empty = nullptr;  // ring: every block slab empty; unmapped after the delay
+Slab* g_abandoned[kClassCount] = {};  // rings of abandoned slabs per class
+SuperSlab* g_to_unmap = nullptr;      // unlinked and unregistered; unmapped by ~Guard
+unsigned g_maintenance_class = 0;
+uint64_t g_superslabs_live = 0;
+uint64_t g_superslabs_peak = 0;
+uint64_t g_superslabs_returned = 0;
+uint64_t g_slabs_per_class[kClassCount] = {};
+
+// Abandoned slabs looked at per acquisition (of the wanted class, and of one other class so that
+// slabs emptied by remote frees after their owner exited go back to the pool).
+constexpr unsigned kAdoptScan = 8;
+constexpr unsigned kMaintenanceBudget = 32;
+
+uint64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+bool has_free_blocks(const Slab* slab) {
+  return slab->free != nullptr || slab->carved < slab->capacity;
+}
+
+void link_with_empty(SuperSlab* ss) {
+  if (ss->empty_count == kBlockSlabs) {
+    ss->empty_since_ms = now_ms();
+    ring_push_front(g_wholly_empty, ss);
+  } else {
+    ring_push_front(g_with_empty, ss);
+  }
+  ss->in_list = true;
+}
+
+void unlink_ss(SuperSlab* ss) {
+  if (!ss->in_list) return;
+  ring_remove(ss->empty_count == kBlockSlabs ? g_wholly_empty : g_with_empty, ss);
+  ss->in_list = false;
+}
+
+SuperSlab* map_superslab() {
+  void* memory = os::map(kChunkSize, kChunkSize);
+  if (memory == nullptr) return nullptr;
+  // Zero-filled memory: the debug bitmap and the bookkeeping start at zero; construct the slab
+  // records only (constructing live_bits would commit its pages).
+  auto* ss = static_cast<SuperSlab*>(memory);
+  for (unsigned i = 0; i < kSlabsPerSuperSlab; ++i) {
+    Slab* slab = new (&ss->slabs[i]) Slab();
+    slab->index = static_cast<uint8_t>(i);
+    slab->state = i < kFirstBlockSlab ? SlabState::kHeader : SlabState::kEmpty;
+  }
+  ss->empty_mask = kAllBlockSlabsMask;
+  ss->empty_count = kBlockSlabs;
+  // The entry is published (release) after the header is complete.
+  if (!chunk_map::register_range(ss, kChunkSize, chunk_map::Kind::kTiny, ss)) {
+    os::unmap(ss, kChunkSize);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return ss;
+}
+
+void add_superslab_locked(SuperSlab* ss) {
+  ss->all_next = g_all;
+  if (g_all != nullptr) g_all->all_prev = ss;
+  g_all = ss;
+  if (++g_superslabs_live > g_superslabs_peak) g_superslabs_peak = g_superslabs_live;
+  link_with_empty(ss);
+}
+
+// Unlinks ss and clears its chunk-map entry; ~Guard unmaps it after the lock is released. Only
+// for a SuperSlab whose block slabs are all empty: nobody holds a block of it, nobody owns a slab
+// of it, so no lock-free reader can be inside it (superslab.h).
+void retire_superslab_locked(SuperSlab* ss) {
+  HAK_DEBUG_CHECK(ss->empty_count == kBlockSlabs, "SuperSlab %p retired with %u empty slabs",
+                  static_cast<void*>(ss), ss->empty_count);
+  unlink_ss(ss);
+  if (ss->all_prev != nullptr) ss->all_prev->all_next = ss->all_next;
+  if (ss->all_next != nullptr) ss->all_next->all_prev = ss->all_prev;
+  if (g_all == ss) g_all = ss->all_next;
+  chunk_map::unregister_range(ss, kChunkSize);
+  --g_superslabs_live;
+  ++g_superslabs_returned;
+  ss->next = g_to_unmap;
+  g_to_unmap = ss;
+}
+
+Slab* take_empty_locked() {
+  SuperSlab* ss = g_with_empty != nullptr ? g_with_empty : g_wholly_empty;
+  if (ss == nullptr) return nullptr;
+  unlink_ss(ss);
+  unsigned index = static_cast<unsigned>(__builtin_ctz(ss->empty_mask));
+  ss->empty_mask &= ~(uint32_t{1} << index);
+  --ss->empty_count;
+  if (ss->empty_count > 0) link_with_empty(ss);
+  return &ss->slabs[index];
+}
+
+void assign_locked(Slab* slab, Heap* heap, unsigned cls) {
+  slab->cls = static_cast<uint8_t>(cls);
+  slab->block_size = kClassSizes[cls];
+  slab->div_magic = division_magic(kClassSizes[cls]);
+  slab->capacity = static_cast<uint32_t>(kSlabSize / kClassSizes[cls]);
+  slab->carved = 0;
+  slab->free = nullptr;
+  slab->used.store(0, std::memory_order_relaxed);
+  slab->list = SlabList::kNone;
+  slab->state = SlabState::kOwned;
+  // Relaxed: the heap that reads itself here is this thread; others only need "not me".
+  slab->owner.store(heap, std::memory_order_relaxed);
+  ++g_slabs_per_class[cls];
+}
+
+// Drains an abandoned slab's remote list; an emptied slab goes back to the pool. Returns true if
+// the slab was released.
+bool reclaim_if_empty_locked(Slab* slab) {
+  drain_remote(slab, kDebugChecks || options().check);
+  if (slab->used.load(std::memory_order_relaxed) != 0) return false;
+  ring_remove(g_abandoned[slab->cls], slab);
+  release_locked(slab);
+  return true;
+}
+
+Slab* adopt_locked(Heap* heap, unsigned cls) {
+  Slab*& ring = g_abandoned[cls];
+  for (unsigned i = 0; i < kAdoptScan && ring != nullptr; ++i) {
+    Slab* slab = ring;
+    if (reclaim_if_empty_locked(slab)) continue;
+    if (has_free_blocks(slab)) {
+      ring_remove(ring, slab);
+      HAK_DEBUG_CHECK(slab_counts_consistent(slab), "adopted slab %p of class %u: counts broken",
+                      slab->area(), slab->cls);
+      slab->state = SlabState::kOwned;
+      slab->owner.store(heap, std::memory_order_relaxed);
+      bump(heap->counters.adoptions);
+      return slab;
+    }
+    ring = slab->next;  // rotate: look at the others next time
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Guard::Guard() {
+  pthread_mutex_lock(&g_lock);
+}
+
+Guard::~Guard() {
+  SuperSlab* list = g_to_unmap;
+  g_to_unmap = nullptr;
+  pthread_mutex_unlock(&g_lock);
+  while (list != nullptr) {
+    SuperSlab* next = list->next;
+    os::unmap(list, kChunkSize);
+    list = next;
+  }
+}
+
+Slab* acquire_locked(Heap* heap, unsigned cls) {
+  maintain_locked(false);
+  Slab* slab = adopt_locked(heap, cls);
+  if (slab != nullptr) return slab;
+  slab = take_empty_locked();
+  if (slab == nullptr) {
+    SuperSlab* ss = map_superslab();
+    if (ss == nullptr) return nullptr;
+    add_superslab_locked(ss);
+    slab = take_empty_locked();
+  }
+  assign_locked(slab, heap, cls);
+  return slab;
+}
+
+void release_locked(Slab* slab) {
+  HAK_DEBUG_CHECK(slab->used.load(std::memory_order_relaxed) == 0 &&
+                      slab->remote.load(std::memory_order_relaxed) == nullptr &&
+                      list_length(slab->free) == slab->carved,
+                  "slab %p of class %u released while in use", slab->area(), slab->cls);
+  --g_slabs_per_class[slab->cls];
+  // capacity 0: no pointer into this slab validates until it serves a class again.
+  slab->capacity = 0;
+  slab->block_size = 0;
+  slab->div_magic = 0;
+  slab->cls = 0;
+  slab->free = nullptr;
+  slab->carved = 0;
+  slab->list = SlabList::kNone;
+  slab->state = SlabState::kEmpty;
+  slab->owner.store(nullptr, std::memory_order_relaxed);
+  SuperSlab* ss = slab->superslab();
+  unlink_ss(ss);
+  ss->empty_mask |= uint32_t{1} << slab->index;
+  ++ss->empty_count;
+  link_with_empty(ss);
+}
+
+void abandon_locked(Slab* slab) {
+  HAK_DEBUG_CHECK(slab_counts_consistent(slab), "abandoned slab %p of class %u: counts broken",
+                  slab->area(), slab->cls);
+  slab->list = SlabList::kNone;
+  slab->state = SlabState::kAbandoned;
+  slab->owner.store(nullptr, std::memory_order_relaxed);
+  ring_push_back(g_abandoned[slab->cls], slab);
+}
+
+void maintain_locked(bool force) {
+  // Abandoned slabs, round robin over the classes, a bounded number per call (all when forced):
+  // remote frees may have emptied them since their owner left.
+  unsigned budget = force ? ~0u : kMaintenanceBudget;
+  for (unsigned round = 0; round < kClassCount && budget > 0; ++round) {
+    unsigned cls = g_maintenance_class;
+    Slab* slab = g_abandoned[cls];
+    unsigned length = 0;
+    if (slab != nullptr) {
+      length = 1;
+      for (Slab* s = slab->next; s != slab && length < budget; s = s->next) ++length;
+    }
+    for (unsigned i = 0; i < length && g_abandoned[cls] != nullptr; ++i, --budget) {
+      Slab* next = slab->next;  // still in the ring after slab is reclaimed
+      reclaim_if_empty_locked(slab);
+      slab = next;
+    }
+    if (budget == 0) {
+      if (g_abandoned[cls] != nullptr) g_abandoned[cls] = slab;  // resume here next time
+      break;
+    }
+    g_maintenance_class = (cls + 1) % kClassCount;
+  }
+  if (g_wholly_empty == nullptr) return;
+  uint64_t delay = options().release_delay_ms;
+  uint64_t now = force || delay == 0 ? 0 : now_ms();
+  while (g_wholly_empty != nullptr) {
+    SuperSlab* oldest = g_wholly_empty->prev;  // pushed at the front: the back is the oldest
+    if (!force && delay != 0 && now - oldest->empty_since_ms < delay) break;
+    retire_superslab_locked(oldest);
+  }
+}
+
+SuperSlab* first_superslab_locked() {
+  return g_all;
+}
+
+void fill_stats_locked(hak_stats_t* out) {
+  out->superslabs_live = g_superslabs_live;
+  out->superslabs_peak = g_superslabs_peak;
+  out->superslabs_returned = g_superslabs_returned;
+  for (unsigned c = 0; c < kClassCount; ++c) out->tiny_slabs_per_class[c] = g_slabs_per_class[c];
+}
+
+void prefork() {
+  pthread_mutex_lock(&g_lock);
+}
+void postfork_parent() {
+  pthread_mutex_unlock(&g_lock);
+}
+void postfork_child() {
+  pthread_mutex_init(&g_lock, nullptr);
+}
+
+}  // namespace hak::tiny::pool

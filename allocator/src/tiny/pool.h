@@ -1,0 +1,52 @@
+// The shared SuperSlab pool of the tiny part: one for all classes, behind one lock (slow paths
+// only). A heap that needs a slab of class c gets, in order: an abandoned slab of class c with
+// free blocks (adoption), an empty slab of a SuperSlab already in use, an empty slab of a wholly
+// empty SuperSlab, a new SuperSlab. A wholly empty SuperSlab is unmapped once it has stayed empty
+// for HAKMEM_RELEASE_DELAY_MS (at the next pool operation after that; at once on collect).
+// The same lock guards the heap registry (tiny.cpp).
+#pragma once
+
+#include "hakmem.h"
+#include "tiny/heap.h"
+#include "tiny/superslab.h"
+
+namespace hak::tiny::pool {
+
+// Holds the pool lock; on destruction unlocks, then unmaps the SuperSlabs released meanwhile
+// (munmap outside the lock).
+class Guard {
+ public:
+  Guard();
+  ~Guard();
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+};
+
+// Under the lock: a slab of class cls owned by heap (on none of its lists), or nullptr with
+// errno = ENOMEM.
+Slab* acquire_locked(Heap* heap, unsigned cls);
+// Under the lock: slab has used == 0 and an empty remote list; it becomes empty, in the pool.
+void release_locked(Slab* slab);
+// Under the lock: slab's owner is exiting; the slab waits in the pool with its class.
+void abandon_locked(Slab* slab);
+// Under the lock: drains abandoned slabs (all, or a few) and unmaps wholly empty SuperSlabs
+// whose delay expired (all of them when force).
+void maintain_locked(bool force);
+
+// Walks every live SuperSlab under the lock.
+template <typename Visit>
+void for_each_superslab_locked(Visit visit);
+SuperSlab* first_superslab_locked();
+
+void fill_stats_locked(hak_stats_t* out);
+
+void prefork();
+void postfork_parent();
+void postfork_child();
+
+template <typename Visit>
+void for_each_superslab_locked(Visit visit) {
+  for (SuperSlab* ss = first_superslab_locked(); ss != nullptr; ss = ss->all_next) visit(ss);
+}
+
+}  // namespace hak::tiny::pool

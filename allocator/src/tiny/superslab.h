@@ -1,0 +1,142 @@
+// The tiny part's memory layout: SuperSlabs, slabs and their metadata.
+//
+// Glossary
+//  - SuperSlab: 2 MiB of address space aligned to 2 MiB (one chunk-map granule, entry (kTiny,
+//    SuperSlab*)). It is cut into kSlabsPerSuperSlab slabs of 64 KiB; slab 0 holds this header
+//    (the metadata of all slabs plus the debug bitmap), slabs 1..31 hold blocks. So a block's slab
+//    is arithmetic: index = (p - superslab) >> 16, and every block area is 64 KiB-aligned.
+//  - slab: 64 KiB serving one size class at a time; its blocks sit at multiples of the class size
+//    from the start of the slab (capacity = 64 KiB / size). A slab is empty (in the shared pool,
+//    no class), owned (by one thread's heap) or abandoned (its owner exited; it waits, with its
+//    class, in the pool to be adopted by another heap).
+//  - class: index into kClassSizes (size_classes.h).
+//  - owner: the heap (heap.h) of the thread that carves and reuses the slab; only it touches the
+//    slab's `free` list, `carved` and `used` (for abandoned slabs: whoever holds the pool lock).
+//  - remote list: an atomic MPSC stack of blocks freed into the slab by anyone other than its
+//    owner. Producers push a chain with one CAS; the consumer takes everything with one exchange,
+//    so there is no ABA (the consumer never pops a single element from under a producer).
+//  - spill: a thread cache that overflows sends its excess out as chains (heap.h, tiny.cpp).
+//
+// The count invariant of a slab (checked in debug builds whenever a slab changes hands, and by
+// testing::verify):
+//    used == carved - |free| - |remote|,   carved <= capacity,
+// where `used` counts the blocks that are outside the slab: held by the program, sitting in any
+// thread's cache or in a spill queue. A slab may be returned to the pool only with used == 0.
+//
+// Why no lock-free reader touches freed memory. SuperSlab headers live inside the SuperSlab, so
+// unmapping it frees its metadata; this is safe because a SuperSlab is unmapped only (a) under
+// the pool lock, (b) when all its slabs are empty (used == 0, not owned, remote list drained),
+// (c) after its chunk-map entry was cleared. The lock-free readers are: a thread freeing a block
+// (reads the slab's class fields, then pushes to the remote list or a spill queue) — it holds a
+// live block, so `used` > 0 and the slab cannot be empty until its push is drained, and it never
+// touches the slab after its successful CAS; a thread draining a spill queue — every block in a
+// queue still counts in its slab's `used`; the owner — a slab in the pool has no owner. Chunk-map
+// leaves are never unmapped, so a stale lookup cannot fault. Heaps are recycled, never unmapped.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "common/base.h"
+#include "tiny/size_classes.h"
+
+namespace hak::tiny {
+
+inline constexpr unsigned kSlabShift = 16;
+inline constexpr size_t kSlabSize = size_t{1} << kSlabShift;
+inline constexpr unsigned kSlabsPerSuperSlab = kChunkSize / kSlabSize;  // 32; slab 0 = header
+inline constexpr unsigned kFirstBlockSlab = 1;
+inline constexpr uint32_t kMaxBlocksPerSlab = kSlabSize / kClassSizes[0];
+static_assert(kSlabsPerSuperSlab <= 32, "empty-slab masks are 32 bits");
+
+struct Heap;
+class SuperSlab;
+
+enum class SlabState : uint8_t { kHeader, kEmpty, kOwned, kAbandoned };
+// Which of its owner's lists an owned slab is on.
+enum class SlabList : uint8_t { kNone, kAvail, kFull };
+
+struct Slab {
+  // Line 1: fixed while the slab serves a class; read by every thread that frees one of its
+  // blocks. capacity == 0 for the header slab and for empty slabs, so no pointer validates.
+  alignas(kCacheLine) uint32_t div_magic = 0;
+  uint32_t capacity = 0;
+  uint32_t block_size = 0;
+  uint8_t cls = 0;
+  uint8_t index = 0;  // position in its SuperSlab
+  SlabState state = SlabState::kHeader;
+  // Read (relaxed) by threads routing a spilled block: a thread that reads itself here really is
+  // the owner (only the owner gives a slab away), any other value means "send it remote".
+  std::atomic<Heap*> owner{nullptr};
+
+  // Line 2: the owner's (or, while abandoned, the pool lock holder's).
+  alignas(kCacheLine) void* free = nullptr;  // owner-only free list
+  uint32_t carved = 0;                       // blocks ever handed out of the bump area
+  // Written only by the owner (load + store, no RMW); atomic so stats may read it anywhere.
+  std::atomic<uint32_t> used{0};
+  SlabList list = SlabList::kNone;
+  Slab* next = nullptr;  // owner's avail/full list, or the pool's abandoned list
+  Slab* prev = nullptr;
+
+  // Line 3: the remote list, apart from what the owner writes, so pushers do not false-share.
+  alignas(kCacheLine) std::atomic<void*> remote{nullptr};
+
+  char* area() const;  // first block
+  SuperSlab* superslab() const;
+};
+
+class SuperSlab {
+ public:
+  Slab slabs[kSlabsPerSuperSlab];
+
+  // Pool bookkeeping, under the pool lock.
+  SuperSlab* next = nullptr;  // in the pool's list of SuperSlabs with empty slabs
+  SuperSlab* prev = nullptr;
+  SuperSlab* all_next = nullptr;  // every live SuperSlab (stats, verification)
+  SuperSlab* all_prev = nullptr;
+  uint32_t empty_mask = 0;  // bit i: slab i is empty and in the pool
+  uint32_t empty_count = 0;
+  uint64_t empty_since_ms = 0;  // when empty_count reached its maximum
+  bool in_list = false;
+
+  // Debug builds and HAKMEM_CHECK: one bit per block, set while the program holds the block.
+  // Untouched (so never committed) otherwise.
+  alignas(kCacheLine) std::atomic<uint64_t> live_bits[kSlabsPerSuperSlab][kMaxBlocksPerSlab / 64];
+
+  static SuperSlab* of(const void* p) {
+    return reinterpret_cast<SuperSlab*>(align_down(reinterpret_cast<uintptr_t>(p), kChunkSize));
+  }
+};
+static_assert(sizeof(SuperSlab) <= kSlabSize, "the header must fit in slab 0");
+
+inline constexpr uint32_t kBlockSlabs = kSlabsPerSuperSlab - kFirstBlockSlab;
+inline constexpr uint32_t kAllBlockSlabsMask = ~uint32_t{0} << kFirstBlockSlab;
+
+inline char* Slab::area() const {
+  return reinterpret_cast<char*>(SuperSlab::of(this)) + size_t{index} * kSlabSize;
+}
+inline SuperSlab* Slab::superslab() const {
+  return SuperSlab::of(this);
+}
+
+HAK_FAST_PATH Slab* slab_of(const void* p) {
+  SuperSlab* ss = SuperSlab::of(p);
+  return &ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
+}
+
+// The block index of p in its slab, or UINT32_MAX when p is not the start of a carved-or-carvable
+// block of a slab that serves a class. Cheap enough for every free.
+HAK_FAST_PATH uint32_t block_index(const Slab& slab, const void* p) {
+  uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
+  uint32_t index = static_cast<uint32_t>((uint64_t{offset} * slab.div_magic) >> 32);
+  if (HAK_UNLIKELY((index * slab.block_size != offset) | (index >= slab.capacity))) {
+    return UINT32_MAX;
+  }
+  return index;
+}
+
+HAK_FAST_PATH void*& next_of(void* block) {
+  return *static_cast<void**>(block);
+}
+
+}  // namespace hak::tiny

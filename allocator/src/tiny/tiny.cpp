@@ -1,0 +1,800 @@
+// The tiny part's slow paths: refill and spill of the per-thread caches, the spill queues and
+// their background drainer, heap life cycle (thread start and exit), collect, stats, fork, and the
+// debug checks. Layout and invariants: superslab.h; the front: heap.h; the pool: pool.h.
+#include <pthread.h>
+#include <time.h>
+
+#include <cerrno>
+#include <new>
+
+#include "common/log.h"
+#include "common/options.h"
+#include "os/os.h"
+#include "tiny/pool.h"
+#include "tiny/slab_ops.h"
+#include "tiny/tiny.h"
+
+namespace hak::tiny {
+
+constinit Heap g_sentinel_heap{};
+constinit thread_local Heap* t_heap [[gnu::tls_model("initial-exec")]] = &g_sentinel_heap;
+
+namespace {
+
+// Set once the thread's heap was torn down (pthread key destructor); later calls on this thread
+// (from other TLS destructors) go through the orphan heap or straight to the slabs.
+constinit thread_local bool t_exited [[gnu::tls_model("initial-exec")]] = false;
+
+// Slow-path tuning.
+constexpr uint32_t kHotTicks = 4;     // slow paths of a class this close together: batch *= 2
+constexpr uint32_t kColdTicks = 256;  // this far apart: batch /= 2
+constexpr unsigned kFullScan = 16;    // full slabs checked for remote frees before a new slab
+constexpr unsigned kRouteRuns = 8;    // open per-slab chains while routing blocks remote
+
+bool check_mode() {
+  return options().check;
+}
+bool marking() {
+  return kDebugChecks || options().check;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters of threads that have no heap (or no longer have one), and of exited heaps.
+struct GlobalCounters {
+  // Relaxed RMW: statistics only, nothing is published through them.
+  std::atomic<uint64_t> refills{0}, spills{0}, remote_frees{0}, adoptions{0}, queue_drains{0};
+};
+GlobalCounters g_counters;
+
+void retire_counters(const HeapCounters& c) {
+  g_counters.refills.fetch_add(c.refills.load(std::memory_order_relaxed),
+                               std::memory_order_relaxed);
+  g_counters.spills.fetch_add(c.spills.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  g_counters.remote_frees.fetch_add(c.remote_frees.load(std::memory_order_relaxed),
+                                    std::memory_order_relaxed);
+  g_counters.adoptions.fetch_add(c.adoptions.load(std::memory_order_relaxed),
+                                 std::memory_order_relaxed);
+  g_counters.queue_drains.fetch_add(c.queue_drains.load(std::memory_order_relaxed),
+                                    std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spill queues: per class, a lock-free stack of chains of blocks that overflowed some thread's
+// cache. Push a chain with one CAS; take everything with one exchange (no ABA: nobody pops one).
+// Blocks in a queue still count in their slabs' `used`.
+struct alignas(kCacheLine) SpillQueue {
+  std::atomic<void*> head{nullptr};
+  std::atomic<uint64_t> blocks{0};  // approximate (stats only): relaxed
+};
+SpillQueue g_queues[kClassCount];
+
+void queue_push(unsigned cls, void* head, void* tail, uint32_t n) {
+  SpillQueue& q = g_queues[cls];
+  q.blocks.fetch_add(n, std::memory_order_relaxed);
+  void* old = q.head.load(std::memory_order_relaxed);
+  do {
+    next_of(tail) = old;
+    // Release: the chain's links are visible to the drainer's acquire exchange.
+  } while (!q.head.compare_exchange_weak(old, head, std::memory_order_release,
+                                         std::memory_order_relaxed));
+}
+
+void* queue_take(unsigned cls) {
+  SpillQueue& q = g_queues[cls];
+  // Relaxed pre-check: no write to the shared line when the queue is empty.
+  if (q.head.load(std::memory_order_relaxed) == nullptr) return nullptr;
+  // Acquire pairs with the pushers' release CAS.
+  return q.head.exchange(nullptr, std::memory_order_acquire);
+}
+
+void queue_note_drained(unsigned cls, uint64_t n) {
+  g_queues[cls].blocks.fetch_sub(n, std::memory_order_relaxed);
+}
+
+uint32_t route_blocks(Heap* heap, void* chain);
+
+// In inline mode a queue is drained by the next refill of its class; if that class is not refilled
+// any more, its blocks would keep their slabs (and SuperSlabs) alive. So thread exits and slab
+// acquisitions also drain any queue that nobody pushed to or took from since the last such look.
+std::atomic<void*> g_queue_last_seen[kClassCount];  // relaxed: a staleness hint only
+
+void drain_stale_queues(Heap* heap) {
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    void* head = g_queues[c].head.load(std::memory_order_relaxed);
+    if (head == nullptr) continue;
+    if (g_queue_last_seen[c].exchange(head, std::memory_order_relaxed) != head) continue;
+    void* chain = queue_take(c);
+    if (chain == nullptr) continue;
+    if (heap != nullptr) bump(heap->counters.queue_drains);
+    queue_note_drained(c, route_blocks(heap, chain));
+  }
+}
+
+void ensure_bg_thread();
+
+// ---------------------------------------------------------------------------------------------
+// Moving blocks back to their slabs.
+
+// A block of one of heap's own slabs goes back on the slab's free list (no atomics). A slab that
+// had nothing left becomes available again; one that becomes empty goes back to the pool unless
+// it is the slab the heap carves from now.
+void local_free(Heap* heap, Slab* slab, void* block) {
+  next_of(block) = slab->free;
+  slab->free = block;
+  uint32_t used = slab->used.load(std::memory_order_relaxed) - 1;
+  slab->used.store(used, std::memory_order_relaxed);
+  unsigned cls = slab->cls;
+  if (slab->list == SlabList::kFull) {
+    ring_remove(heap->full[cls], slab);
+    ring_push_back(heap->avail[cls], slab);
+    slab->list = SlabList::kAvail;
+  }
+  if (used == 0 && heap->avail[cls] != slab) {
+    drain_remote(slab, marking());
+    ring_remove(heap->avail[cls], slab);
+    pool::Guard guard;
+    pool::release_locked(slab);
+  }
+}
+
+// Sends a chain (null-terminated) home: blocks of heap's slabs locally, the others onto their
+// slabs' remote lists, one CAS per run of blocks of the same slab. heap may be null (no heap).
+// Returns the number of blocks.
+uint32_t route_blocks(Heap* heap, void* chain) {
+  struct Run {
+    Slab* slab;
+    void* head;
+    void* tail;
+    uint32_t count;
+  };
+  Run runs[kRouteRuns];
+  unsigned open = 0, victim = 0;
+  uint32_t total = 0, remote = 0;
+  auto flush = [&](Run& run) {
+    remote_push(run.slab, run.head, run.tail);  // the slab is not touched after this
+    remote += run.count;
+  };
+  bool check = marking();
+  for (void* block = chain; block != nullptr;) {
+    void* next = next_of(block);
+    ++total;
+    if (check && !plausible_block(block, kAnyClass)) {
+      fatal("cache or spill chain corrupt: %p is not a tiny block", block);
+    }
+    Slab* slab = slab_of(block);
+    if (heap != nullptr && slab->owner.load(std::memory_order_relaxed) == heap) {
+      local_free(heap, slab, block);
+    } else {
+      Run* run = nullptr;
+      for (unsigned i = 0; i < open; ++i) {
+        if (runs[i].slab == slab) {
+          run = &runs[i];
+          break;
+        }
+      }
+      if (run == nullptr) {
+        if (open < kRouteRuns) {
+          run = &runs[open++];
+        } else {
+          run = &runs[victim];
+          victim = (victim + 1) % kRouteRuns;
+          flush(*run);
+        }
+        *run = Run{slab, nullptr, nullptr, 0};
+      }
+      next_of(block) = run->head;
+      if (run->head == nullptr) run->tail = block;
+      run->head = block;
+      ++run->count;
+    }
+    block = next;
+  }
+  for (unsigned i = 0; i < open; ++i) flush(runs[i]);
+  if (remote != 0) {
+    if (heap != nullptr) {
+      bump(heap->counters.remote_frees, remote);
+    } else {
+      g_counters.remote_frees.fetch_add(remote, std::memory_order_relaxed);
+    }
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refill.
+
+void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
+  uint32_t tick = ++heap->ticks;
+  uint32_t since = tick - *last_tick;
+  *last_tick = tick;
+  uint32_t batch = heap->batch[cls];
+  if (since <= kHotTicks) {
+    batch = batch * 2 < max_batch(cls) ? batch * 2 : max_batch(cls);
+  } else if (since >= kColdTicks) {
+    batch = batch / 2 > kMinBatch ? batch / 2 : kMinBatch;
+  }
+  heap->batch[cls] = batch;
+  if (!check_mode()) heap->cache[cls].cap = 2 * batch;
+}
+
+// Appends up to `want` blocks of slab (free list first, then carving) to chain.
+void take_from_slab(Slab* slab, uint32_t want, Chain& chain, bool check) {
+  uint32_t taken = 0;
+  while (taken < want && slab->free != nullptr) {
+    void* block = slab->free;
+    slab->free = next_of(block);
+    if (check && slab->free != nullptr && slab_of(slab->free) != slab) {
+      fatal("free list of a slab of class %u (%u bytes) is corrupt after %p", slab->cls,
+            slab->block_size, block);
+    }
+    chain.append(block);
+    ++taken;
+  }
+  uint32_t carve = want - taken;
+  if (carve > slab->capacity - slab->carved) carve = slab->capacity - slab->carved;
+  char* block = slab->area() + size_t{slab->carved} * slab->block_size;
+  for (uint32_t i = 0; i < carve; ++i, block += slab->block_size) chain.append(block);
+  slab->carved += carve;
+  taken += carve;
+  slab->used.store(slab->used.load(std::memory_order_relaxed) + taken, std::memory_order_relaxed);
+}
+
+// A slab of class cls with blocks to give: a full one that received remote frees, else one from
+// the pool. It becomes the head of heap->avail[cls].
+Slab* next_slab_slow(Heap* heap, unsigned cls) {
+  Slab*& full = heap->full[cls];
+  for (unsigned i = 0; i < kFullScan && full != nullptr; ++i) {
+    Slab* slab = full;
+    full = slab->next;  // rotate, so the next scan starts where this one stopped
+    // Relaxed: a hint; drain_remote acquires.
+    if (slab->remote.load(std::memory_order_relaxed) != nullptr) {
+      ring_remove(full, slab);
+      ring_push_front(heap->avail[cls], slab);
+      slab->list = SlabList::kAvail;
+      return slab;
+    }
+  }
+  drain_stale_queues(heap);
+  Slab* slab;
+  {
+    pool::Guard guard;
+    slab = pool::acquire_locked(heap, cls);
+  }
+  if (slab == nullptr) return nullptr;
+  ring_push_front(heap->avail[cls], slab);
+  slab->list = SlabList::kAvail;
+  return slab;
+}
+
+// Takes the class's spill queue and keeps up to `want` of its blocks; routes the rest home.
+void take_from_queue(Heap* heap, unsigned cls, uint32_t want, Chain& chain) {
+  void* queued = queue_take(cls);
+  if (queued == nullptr) return;
+  bump(heap->counters.queue_drains);
+  uint32_t n = 0;
+  bool check = marking();
+  while (queued != nullptr && n < want) {
+    void* block = queued;
+    queued = next_of(block);
+    if (check && !plausible_block(block, cls)) {
+      fatal("spill queue of class %u is corrupt at %p", cls, block);
+    }
+    chain.append(block);
+    ++n;
+  }
+  n += route_blocks(heap, queued);
+  queue_note_drained(cls, n);
+}
+
+// Fills heap's empty cache of class cls with a batch; returns how many blocks it holds.
+uint32_t refill(Heap* heap, unsigned cls) {
+  adapt(heap, cls, &heap->last_refill_tick[cls]);
+  bool check = marking();
+  uint32_t want = check_mode() ? 1 : heap->batch[cls];
+  Chain chain;
+  if (options().bg_spill == BgSpillMode::kInline) take_from_queue(heap, cls, want, chain);
+  while (chain.count < want) {
+    Slab* slab = heap->avail[cls];
+    if (slab == nullptr && (slab = next_slab_slow(heap, cls)) == nullptr) break;
+    drain_remote(slab, check);
+    take_from_slab(slab, want - chain.count, chain, check);
+    if (slab->free == nullptr && slab->carved == slab->capacity) {
+      ring_remove(heap->avail[cls], slab);
+      ring_push_back(heap->full[cls], slab);
+      slab->list = SlabList::kFull;
+    }
+  }
+  chain.terminate();
+  ClassCache& cache = heap->cache[cls];
+  cache.head = chain.head;
+  cache.count = chain.count;
+  heap->published_count[cls].store(chain.count, std::memory_order_relaxed);
+  bump(heap->counters.refills);
+  return chain.count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spill: the cache of cls holds more than its cap; keep `batch` blocks (the most recently freed,
+// at the head), send the rest out as chains.
+void spill(Heap* heap, unsigned cls) {
+  adapt(heap, cls, &heap->last_spill_tick[cls]);
+  ClassCache& cache = heap->cache[cls];
+  uint32_t keep = heap->batch[cls];
+  if (keep >= cache.count) return;
+  void* cut = cache.head;
+  for (uint32_t i = 1; i < keep; ++i) cut = next_of(cut);
+  void* rest = next_of(cut);
+  next_of(cut) = nullptr;
+  cache.count = keep;
+  heap->published_count[cls].store(keep, std::memory_order_relaxed);
+  bump(heap->counters.spills);
+  BgSpillMode mode = options().bg_spill;
+  if (mode == BgSpillMode::kOff) {
+    route_blocks(heap, rest);
+    return;
+  }
+  // Own blocks go home now (no atomics); foreign ones leave as one chain on the spill queue.
+  Chain foreign;
+  for (void* block = rest; block != nullptr;) {
+    void* next = next_of(block);
+    Slab* slab = slab_of(block);
+    if (slab->owner.load(std::memory_order_relaxed) == heap) {
+      local_free(heap, slab, block);
+    } else {
+      foreign.append(block);
+    }
+    block = next;
+  }
+  if (foreign.count == 0) return;
+  queue_push(cls, foreign.head, foreign.tail, foreign.count);
+  if (mode == BgSpillMode::kThread) ensure_bg_thread();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heaps: carved from metadata chunks mapped from the OS (never from malloc), recycled through a
+// free list, never unmapped. Registry and free list are under the pool lock.
+constexpr size_t kHeapChunkSize = 64 * 1024;
+Heap* g_free_heaps = nullptr;
+Heap* g_live_heaps = nullptr;
+char* g_heap_cursor = nullptr;
+char* g_heap_end = nullptr;
+
+pthread_key_t g_key;
+bool g_key_ready = false;  // under the pool lock
+
+void heap_teardown(void* value);
+
+Heap* allocate_heap_locked() {
+  Heap* heap = g_free_heaps;
+  if (heap != nullptr) {
+    g_free_heaps = heap->next_free;
+    return heap;
+  }
+  if (g_heap_cursor == nullptr || g_heap_end - g_heap_cursor < (ptrdiff_t)sizeof(Heap)) {
+    void* chunk = os::map(kHeapChunkSize);
+    if (chunk == nullptr) return nullptr;
+    g_heap_cursor = static_cast<char*>(chunk);
+    g_heap_end = g_heap_cursor + kHeapChunkSize;
+  }
+  heap = reinterpret_cast<Heap*>(g_heap_cursor);
+  g_heap_cursor += sizeof(Heap);
+  return heap;
+}
+
+void init_heap(Heap* heap) {
+  new (heap) Heap{};
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    heap->batch[c] = kInitialBatch;
+    heap->cache[c].cap = check_mode() ? 0 : 2 * kInitialBatch;
+  }
+  heap->live = true;
+}
+
+void register_heap_locked(Heap* heap) {
+  heap->prev_live = nullptr;
+  heap->next_live = g_live_heaps;
+  if (g_live_heaps != nullptr) g_live_heaps->prev_live = heap;
+  g_live_heaps = heap;
+}
+
+void unregister_heap_locked(Heap* heap) {
+  if (heap->prev_live != nullptr) heap->prev_live->next_live = heap->next_live;
+  if (heap->next_live != nullptr) heap->next_live->prev_live = heap->prev_live;
+  if (g_live_heaps == heap) g_live_heaps = heap->next_live;
+  heap->live = false;
+}
+
+// Gives the calling thread a heap; nullptr (errno = ENOMEM) when no memory for it.
+Heap* heap_create() {
+  Heap* heap;
+  {
+    pool::Guard guard;
+    if (!g_key_ready) {
+      // pthread_key_create does not allocate; the destructor runs at thread exit.
+      if (pthread_key_create(&g_key, heap_teardown) != 0) {
+        fatal("tiny: pthread_key_create failed");
+      }
+      g_key_ready = true;
+    }
+    heap = allocate_heap_locked();
+    if (heap == nullptr) return nullptr;
+    init_heap(heap);
+    register_heap_locked(heap);
+  }
+  // Install first: pthread_setspecific may itself call malloc (for keys beyond the first block).
+  t_heap = heap;
+  pthread_setspecific(g_key, heap);
+  return heap;
+}
+
+// Thread exit: flush the caches, give the slabs to the pool (empty ones as empty, the others as
+// abandoned), recycle the heap. Later calls on this thread never get a heap again.
+void heap_teardown(void* value) {
+  auto* heap = static_cast<Heap*>(value);
+  if (heap == nullptr || heap == &g_sentinel_heap) return;
+  t_heap = &g_sentinel_heap;
+  t_exited = true;
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    void* chain = heap->cache[c].head;
+    heap->cache[c] = ClassCache{nullptr, 0, 0};
+    route_blocks(heap, chain);
+  }
+  drain_stale_queues(heap);
+  bool check = marking();
+  pool::Guard guard;
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    for (Slab** list : {&heap->avail[c], &heap->full[c]}) {
+      while (*list != nullptr) {
+        Slab* slab = *list;
+        ring_remove(*list, slab);
+        drain_remote(slab, check);
+        if (slab->used.load(std::memory_order_relaxed) == 0) {
+          pool::release_locked(slab);
+        } else {
+          pool::abandon_locked(slab);
+        }
+      }
+    }
+  }
+  retire_counters(heap->counters);
+  unregister_heap_locked(heap);
+  heap->next_free = g_free_heaps;
+  g_free_heaps = heap;
+  pool::maintain_locked(false);
+}
+
+// After a thread's teardown: allocation through one shared heap under a lock.
+pthread_mutex_t g_orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+Heap g_orphan_heap;
+bool g_orphan_ready = false;
+
+HAK_SLOW_PATH void* alloc_orphan(unsigned cls) {
+  pthread_mutex_lock(&g_orphan_lock);
+  if (!g_orphan_ready) {
+    init_heap(&g_orphan_heap);
+    g_orphan_ready = true;
+  }
+  ClassCache& cache = g_orphan_heap.cache[cls];
+  void* block = cache.head;
+  if (block == nullptr && refill(&g_orphan_heap, cls) != 0) block = cache.head;
+  if (block != nullptr) {
+    cache.head = next_of(block);
+    --cache.count;
+  }
+  pthread_mutex_unlock(&g_orphan_lock);
+  if (block == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (marking()) debug_mark_allocated(block, cls);
+  return block;
+}
+
+// A block freed with no cache to take it: home directly.
+void free_direct(Heap* heap, Slab* slab, void* block) {
+  if (heap != nullptr && slab->owner.load(std::memory_order_relaxed) == heap) {
+    local_free(heap, slab, block);
+    return;
+  }
+  next_of(block) = nullptr;
+  remote_push(slab, block, block);
+  if (heap != nullptr) {
+    bump(heap->counters.remote_frees);
+  } else {
+    g_counters.remote_frees.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+[[noreturn]] HAK_SLOW_PATH void report_invalid_free_fatal(const void* p, const Slab* slab) {
+  if (slab->state == SlabState::kHeader) fatal("free(%p): points into a tiny SuperSlab header", p);
+  if (slab->capacity == 0) fatal("free(%p): points into an unused tiny slab (double free?)", p);
+  fatal("free(%p): not on a block boundary of tiny class %u (%u-byte blocks)", p, slab->cls,
+        slab->block_size);
+}
+
+HAK_SLOW_PATH void invalid_free(const void* p, const Slab* slab) {
+  if (kDebugChecks || options().check) report_invalid_free_fatal(p, slab);
+  log_message("free(%p): not a block hakmem handed out (tiny class %u); ignored", p, slab->cls);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The background spill drainer (HAKMEM_BG_SPILL=thread): started on the first spill, again in a
+// forked child on its first spill. It owns no slabs: every block it drains goes remote.
+std::atomic<int> g_bg_state{0};  // 0 none, 1 running (relaxed + CAS: a start-once flag)
+
+void* bg_main(void*) {
+  uint32_t sleep_us = 1000;
+  for (;;) {
+    bool work = false;
+    for (unsigned c = 0; c < kClassCount; ++c) {
+      void* chain = queue_take(c);
+      if (chain == nullptr) continue;
+      work = true;
+      g_counters.queue_drains.fetch_add(1, std::memory_order_relaxed);
+      queue_note_drained(c, route_blocks(nullptr, chain));
+    }
+    {
+      pool::Guard guard;
+      pool::maintain_locked(false);
+    }
+    sleep_us = work ? 1000 : (sleep_us * 2 > 50000 ? 50000 : sleep_us * 2);
+    timespec ts{0, long(sleep_us) * 1000};
+    nanosleep(&ts, nullptr);
+  }
+  return nullptr;
+}
+
+void ensure_bg_thread() {
+  if (g_bg_state.load(std::memory_order_relaxed) != 0) return;
+  int expected = 0;
+  if (!g_bg_state.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) return;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t thread;
+  if (pthread_create(&thread, &attr, bg_main, nullptr) != 0) {
+    g_bg_state.store(0, std::memory_order_relaxed);  // try again on a later spill
+  }
+  pthread_attr_destroy(&attr);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The slow paths of the fast paths in tiny.h.
+
+void* alloc_slow(unsigned cls) {
+  Heap* heap = t_heap;
+  if (heap == &g_sentinel_heap) {
+    if (t_exited) return alloc_orphan(cls);
+    heap = heap_create();
+    if (heap == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+  }
+  ClassCache& cache = heap->cache[cls];
+  if (cache.head == nullptr && refill(heap, cls) == 0) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* block = cache.head;
+  cache.head = next_of(block);
+  --cache.count;
+  if (marking()) debug_mark_allocated(block, cls);
+  return block;
+}
+
+void free_slow(void* p) {
+  Slab* slab = slab_of(p);
+  if (block_index(*slab, p) == UINT32_MAX) return invalid_free(p, slab);
+  if (marking()) debug_mark_freed(p, *slab);
+  Heap* heap = t_heap;
+  if (heap == &g_sentinel_heap) {
+    if (t_exited || (heap = heap_create()) == nullptr) return free_direct(nullptr, slab, p);
+  }
+  if (check_mode()) return free_direct(heap, slab, p);
+  unsigned cls = slab->cls;
+  ClassCache& cache = heap->cache[cls];
+  next_of(p) = cache.head;
+  cache.head = p;
+  ++cache.count;
+  if (cache.count > cache.cap) spill(heap, cls);
+}
+
+void debug_mark_allocated(void* block, unsigned cls) {
+  Slab* slab = slab_of(block);
+  uint32_t index = block_index(*slab, block);
+  if (index == UINT32_MAX || slab->cls != cls) {
+    fatal("free list of tiny class %u is corrupt: %p is not one of its blocks", cls, block);
+  }
+  void* next = next_of(block);
+  if (next != nullptr && !plausible_block(next, cls)) {
+    fatal("free list of tiny class %u is corrupt: %p links to %p", cls, block, next);
+  }
+  uint64_t bit = uint64_t{1} << (index & 63);
+  // Relaxed: the bitmap is a checker; the block itself is handed over by the free lists.
+  uint64_t old = slab->superslab()->live_bits[slab->index][index >> 6].fetch_or(
+      bit, std::memory_order_relaxed);
+  if (old & bit) fatal("tiny block %p (class %u) handed out twice", block, cls);
+}
+
+void debug_mark_freed(void* block, const Slab& slab) {
+  uint32_t index = block_index(slab, block);
+  uint64_t bit = uint64_t{1} << (index & 63);
+  // Relaxed: see debug_mark_allocated.
+  uint64_t old = slab.superslab()->live_bits[slab.index][index >> 6].fetch_and(
+      ~bit, std::memory_order_relaxed);
+  if (!(old & bit)) {
+    fatal("double free of %p (tiny class %u, %u-byte blocks), or free of a block never allocated",
+          block, slab.cls, slab.block_size);
+  }
+}
+
+size_t usable_size(const void* p, chunk_map::Entry entry) {
+  SuperSlab* ss = entry.owner<SuperSlab>();
+  const Slab& slab =
+      ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
+  return block_index(slab, p) == UINT32_MAX ? 0 : slab.block_size;
+}
+
+namespace {
+
+// Flushes heap's caches home and gives its empty slabs back to the pool.
+void collect_heap(Heap* heap) {
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    void* chain = heap->cache[c].head;
+    heap->cache[c].head = nullptr;
+    heap->cache[c].count = 0;
+    heap->published_count[c].store(0, std::memory_order_relaxed);
+    route_blocks(heap, chain);
+  }
+  bool check = marking();
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    for (Slab** list : {&heap->avail[c], &heap->full[c]}) {
+      // Collect the empty ones first (the ring changes as they leave).
+      Slab* empty = nullptr;
+      Slab* slab = *list;
+      for (bool more = slab != nullptr; more;) {
+        Slab* next = slab->next;
+        more = next != *list;
+        drain_remote(slab, check);
+        if (slab->used.load(std::memory_order_relaxed) == 0) {
+          ring_remove(*list, slab);
+          slab->next = empty;
+          empty = slab;
+          more = more && *list != nullptr;
+        }
+        slab = next;
+      }
+      if (empty == nullptr) continue;
+      pool::Guard guard;
+      while (empty != nullptr) {
+        Slab* next = empty->next;
+        pool::release_locked(empty);
+        empty = next;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void collect() {
+  Heap* heap = t_heap == &g_sentinel_heap ? nullptr : t_heap;
+  if (heap != nullptr) collect_heap(heap);
+  pthread_mutex_lock(&g_orphan_lock);
+  if (g_orphan_ready) collect_heap(&g_orphan_heap);
+  pthread_mutex_unlock(&g_orphan_lock);
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    void* chain = queue_take(c);
+    if (chain != nullptr) queue_note_drained(c, route_blocks(heap, chain));
+  }
+  // Blocks just routed home may have emptied more of this heap's slabs.
+  if (heap != nullptr) collect_heap(heap);
+  pool::Guard guard;
+  pool::maintain_locked(true);
+}
+
+void fill_stats(hak_stats_t* out) {
+  out->tiny_class_count = kClassCount;
+  for (unsigned c = 0; c < kClassCount; ++c) out->tiny_class_size[c] = kClassSizes[c];
+  uint64_t refills = g_counters.refills.load(std::memory_order_relaxed);
+  uint64_t spills = g_counters.spills.load(std::memory_order_relaxed);
+  uint64_t remote = g_counters.remote_frees.load(std::memory_order_relaxed);
+  uint64_t adoptions = g_counters.adoptions.load(std::memory_order_relaxed);
+  uint64_t drains = g_counters.queue_drains.load(std::memory_order_relaxed);
+  uint64_t used_bytes = 0, cached_bytes = 0;
+  Heap* self = t_heap;
+  {
+    pool::Guard guard;
+    pool::fill_stats_locked(out);
+    for (Heap* heap = g_live_heaps; heap != nullptr; heap = heap->next_live) {
+      refills += heap->counters.refills.load(std::memory_order_relaxed);
+      spills += heap->counters.spills.load(std::memory_order_relaxed);
+      remote += heap->counters.remote_frees.load(std::memory_order_relaxed);
+      adoptions += heap->counters.adoptions.load(std::memory_order_relaxed);
+      drains += heap->counters.queue_drains.load(std::memory_order_relaxed);
+      for (unsigned c = 0; c < kClassCount; ++c) {
+        uint64_t count = heap == self ? heap->cache[c].count
+                                      : heap->published_count[c].load(std::memory_order_relaxed);
+        cached_bytes += count * kClassSizes[c];
+      }
+    }
+    pool::for_each_superslab_locked([&](SuperSlab* ss) {
+      for (unsigned i = kFirstBlockSlab; i < kSlabsPerSuperSlab; ++i) {
+        const Slab& slab = ss->slabs[i];
+        if (slab.state == SlabState::kOwned || slab.state == SlabState::kAbandoned) {
+          used_bytes += uint64_t{slab.used.load(std::memory_order_relaxed)} * slab.block_size;
+        }
+      }
+    });
+  }
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    cached_bytes += g_queues[c].blocks.load(std::memory_order_relaxed) * kClassSizes[c];
+  }
+  out->tiny_refills = refills;
+  out->tiny_spills = spills;
+  out->tiny_remote_frees = remote;
+  out->tiny_adoptions = adoptions;
+  out->tiny_spill_queue_drains = drains;
+  out->bytes_in_use += used_bytes > cached_bytes ? used_bytes - cached_bytes : 0;
+}
+
+void prefork() {
+  pthread_mutex_lock(&g_orphan_lock);
+  pool::prefork();
+}
+
+void postfork_parent() {
+  pool::postfork_parent();
+  pthread_mutex_unlock(&g_orphan_lock);
+}
+
+void postfork_child() {
+  pool::postfork_child();
+  pthread_mutex_init(&g_orphan_lock, nullptr);
+  // The background thread did not survive fork(); the next spill starts a new one. Heaps of the
+  // parent's other threads stay registered with their slabs (their blocks cannot be freed here
+  // by their threads; that memory is the child's to leak, as with any allocator).
+  g_bg_state.store(0, std::memory_order_relaxed);
+}
+
+namespace testing {
+
+Census census() {
+  Census result;
+  Heap* self = t_heap;
+  pool::Guard guard;
+  pool::for_each_superslab_locked([&](SuperSlab* ss) {
+    ++result.superslabs;
+    for (unsigned i = kFirstBlockSlab; i < kSlabsPerSuperSlab; ++i) {
+      const Slab& slab = ss->slabs[i];
+      bool exact = slab.state == SlabState::kAbandoned || slab.state == SlabState::kEmpty ||
+                   slab.owner.load(std::memory_order_relaxed) == self;
+      if (slab.state == SlabState::kOwned || slab.state == SlabState::kAbandoned) {
+        ++result.slabs_in_use;
+        result.blocks_used += slab.used.load(std::memory_order_relaxed);
+      }
+      bool ok = slab.state == SlabState::kEmpty
+                    ? slab.used.load(std::memory_order_relaxed) == 0 && slab.capacity == 0 &&
+                          slab.remote.load(std::memory_order_relaxed) == nullptr
+                    : (exact ? slab_counts_consistent(&slab)
+                             : slab.carved <= slab.capacity &&
+                                   slab.used.load(std::memory_order_relaxed) <= slab.carved);
+      if (!ok) ++result.invariant_violations;
+    }
+  });
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    result.blocks_queued += list_length(g_queues[c].head.load(std::memory_order_acquire));
+  }
+  return result;
+}
+
+uint32_t cached_blocks(unsigned cls) {
+  return t_heap->cache[cls].count;
+}
+
+}  // namespace testing
+
+}  // namespace hak::tiny

@@ -1,0 +1,89 @@
+// The tiny part (1 B - 1 KiB): per-thread caches in front of slabs in 2 MiB SuperSlabs, shared
+// by all classes through one pool. Glossary and invariants: superslab.h (layout, slab counts, why
+// nothing reads freed memory) and heap.h (the per-thread front).
+//
+// Contract
+//  - alloc(size), size in [0, kTinyMaxSize]: a block of class size_to_class(size), 16-aligned when
+//    its size is >= 16; nullptr with errno = ENOMEM when the OS refuses memory.
+//  - free(p, entry): entry is chunk_map::lookup(p) and of kind kTiny. p must be a block alloc
+//    returned; any thread may free it. A pointer that is not on a block boundary of a slab that
+//    serves a class is refused (logged, or fatal() in debug builds / HAKMEM_CHECK=1, which also
+//    catch double frees and name the address and class).
+//  - Layout relied on by aligned allocation: every block area starts 64 KiB-aligned and blocks
+//    sit at multiples of the class size from it.
+//  - collect(): flushes the calling thread's caches and the spill queues, and returns every
+//    wholly empty SuperSlab to the OS now.
+//  - prefork/postfork_*: hold every tiny lock across fork(); the child keeps working (its
+//    background spill thread, if any, is restarted on demand).
+//
+// Fast paths: alloc pops the class list (one unlikely exit when it is empty); free validates the
+// block boundary and pushes when the list has room (one unlikely exit for "invalid or full").
+// Everything else is in tiny.cpp.
+#pragma once
+
+#include "common/chunk_map.h"
+#include "common/log.h"
+#include "hakmem.h"
+#include "tiny/heap.h"
+#include "tiny/size_classes.h"
+#include "tiny/superslab.h"
+
+namespace hak::tiny {
+
+void* alloc_slow(unsigned cls);
+void free_slow(void* p);
+void debug_mark_allocated(void* block, unsigned cls);
+void debug_mark_freed(void* block, const Slab& slab);
+
+HAK_FAST_PATH void* alloc(size_t size) {
+  unsigned cls = size_to_class(size);
+  ClassCache& cache = t_heap->cache[cls];
+  void* block = cache.head;
+  if (HAK_UNLIKELY(block == nullptr)) return alloc_slow(cls);
+  cache.head = next_of(block);
+  --cache.count;
+  if constexpr (kDebugChecks) debug_mark_allocated(block, cls);
+  return block;
+}
+
+HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) {
+  SuperSlab* ss = entry.owner<SuperSlab>();
+  const Slab& slab =
+      ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
+  uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
+  uint32_t index = static_cast<uint32_t>((uint64_t{offset} * slab.div_magic) >> 32);
+  ClassCache& cache = t_heap->cache[slab.cls];
+  if (HAK_UNLIKELY((index * slab.block_size != offset) | (index >= slab.capacity) |
+                   (cache.count >= cache.cap))) {
+    return free_slow(p);
+  }
+  if constexpr (kDebugChecks) debug_mark_freed(p, slab);
+  next_of(p) = cache.head;
+  cache.head = p;
+  ++cache.count;
+}
+
+size_t usable_size(const void* p, chunk_map::Entry entry);
+void collect();
+void fill_stats(hak_stats_t* out);
+void prefork();
+void postfork_parent();
+void postfork_child();
+
+namespace testing {
+// Totals from walking every SuperSlab under the pool lock, checking each slab's count invariant
+// where it can be checked exactly (slabs in the pool, and the calling thread's own slabs).
+// Call it when no other thread is using tiny memory.
+struct Census {
+  uint64_t superslabs = 0;
+  uint64_t slabs_in_use = 0;   // owned or abandoned
+  uint64_t blocks_used = 0;    // sum of `used`: held by the program, caches or spill queues
+  uint64_t blocks_queued = 0;  // in spill queues
+  uint64_t invariant_violations = 0;
+};
+Census census();
+// Blocks currently in the calling thread's cache of class cls.
+uint32_t cached_blocks(unsigned cls);
+}  // namespace testing
+
+}  // namespace hak::tiny

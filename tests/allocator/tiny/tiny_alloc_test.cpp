@@ -1,0 +1,310 @@
+// Single-threaded behaviour of the tiny part through the public API: class boundaries, alignment,
+// usable size, data integrity, memory really returned, the count invariant, and the refusal of
+// invalid, interior and double frees.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <set>
+#include <vector>
+
+#include "common/base.h"
+#include "hakmem.h"
+#include "tiny/tiny.h"
+#include "tiny_test_util.h"
+
+using namespace hak_test;
+using hak::tiny::kClassCount;
+using hak::tiny::kClassSizes;
+
+TEST(TinyAlloc, ZeroBytesGivesAUniqueUsableBlock) {
+  void* a = hak_malloc(0);
+  void* b = hak_malloc(0);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a, b);
+  EXPECT_GE(hak_usable_size(a), 1u);
+  hak_free(a);
+  hak_free(b);
+}
+
+TEST(TinyAlloc, EveryClassBoundaryGetsItsClass) {
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    uint32_t size = kClassSizes[c];
+    uint32_t below = c == 0 ? 1 : kClassSizes[c - 1] + 1;
+    for (size_t request : {size_t(below), size_t(size - 1), size_t(size)}) {
+      void* p = hak_malloc(request);
+      ASSERT_NE(p, nullptr) << request;
+      EXPECT_EQ(hak_usable_size(p), size) << "request " << request;
+      fill(p, hak_usable_size(p), request);
+      EXPECT_TRUE(intact(p, hak_usable_size(p), request));
+      hak_free(p);
+    }
+  }
+}
+
+TEST(TinyAlloc, UsableSizeCoversEveryRequest) {
+  for (size_t request = 0; request <= hak::kTinyMaxSize; ++request) {
+    void* p = hak_malloc(request);
+    ASSERT_NE(p, nullptr);
+    size_t usable = hak_usable_size(p);
+    EXPECT_GE(usable, request);
+    EXPECT_LE(usable, request < 8 ? 8 : request + request / 4 + 16);
+    hak_free(p);
+  }
+}
+
+TEST(TinyAlloc, AlignmentFollowsTheClassSize) {
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 300; ++i) {  // enough to cross slab boundaries for small classes
+      void* p = hak_malloc(kClassSizes[c]);
+      ASSERT_NE(p, nullptr);
+      auto address = reinterpret_cast<uintptr_t>(p);
+      EXPECT_EQ(address % 8, 0u);
+      if (kClassSizes[c] >= 16) {
+        EXPECT_EQ(address % 16, 0u) << kClassSizes[c];
+      }
+      // Largest power of two dividing the class size: blocks are aligned to it.
+      uint32_t natural = kClassSizes[c] & -kClassSizes[c];
+      EXPECT_EQ(address % natural, 0u) << kClassSizes[c];
+      blocks.push_back(p);
+    }
+    for (void* p : blocks) hak_free(p);
+  }
+}
+
+TEST(TinyAlloc, AlignedAllocUpToOneKiBStaysTinyAndAligned) {
+  for (size_t alignment = 32; alignment <= 1024; alignment *= 2) {
+    for (size_t size : {size_t(1), alignment / 2, alignment, size_t(1000)}) {
+      if (size > 1024) continue;
+      void* p = hak_aligned_alloc(alignment, size);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % alignment, 0u) << alignment << " " << size;
+      EXPECT_GE(hak_usable_size(p), size);
+      hak_free(p);
+    }
+  }
+}
+
+// Disabled: api/route.h sends alignment <= 16 to plain malloc, which gives an 8-byte block
+// (8-aligned) for requests under 8 bytes; the router must round such requests up to 16 (reported to
+// the lead).
+TEST(TinyAlloc, DISABLED_AlignedAlloc16OfSizesBelow16) {
+  for (size_t size = 0; size < 16; ++size) {
+    void* p = hak_aligned_alloc(16, size);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u) << size;
+    hak_free(p);
+  }
+}
+
+TEST(TinyAlloc, ManyLiveBlocksKeepTheirContents) {
+  const int n = 200000 / kScale;
+  Rng rng(1);
+  std::vector<std::pair<void*, size_t>> blocks;
+  blocks.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    size_t size = rng.below(hak::kTinyMaxSize + 1);
+    void* p = hak_malloc(size);
+    ASSERT_NE(p, nullptr);
+    fill(p, size, reinterpret_cast<uintptr_t>(p));
+    blocks.emplace_back(p, size);
+  }
+  std::set<void*> distinct;
+  for (auto& [p, size] : blocks) {
+    ASSERT_TRUE(intact(p, size, reinterpret_cast<uintptr_t>(p))) << p;
+    distinct.insert(p);
+  }
+  EXPECT_EQ(distinct.size(), blocks.size());
+  for (size_t i = blocks.size(); i > 1; --i) std::swap(blocks[i - 1], blocks[rng.below(i)]);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    auto [p, size] = blocks[i];
+    ASSERT_TRUE(intact(p, size, reinterpret_cast<uintptr_t>(p))) << p;
+    hak_free(p);
+    if (i % 3 == 0) {  // interleave reuse
+      void* q = hak_malloc(size);
+      ASSERT_NE(q, nullptr);
+      fill(q, size, 7);
+      ASSERT_TRUE(intact(q, size, 7));
+      hak_free(q);
+    }
+  }
+}
+
+TEST(TinyAlloc, EmptySuperSlabsGoBackToTheOsOnCollect) {
+  hak_free(hak_malloc(1));  // the heap and the chunk-map leaf stay mapped: count them in `before`
+  hak_collect();
+  hak_stats_t before = stats();
+  // 6 MiB of 1 KiB blocks: at least three SuperSlabs (31 slabs x 64 KiB each).
+  std::vector<void*> blocks;
+  for (int i = 0; i < 6 * 1024; ++i) {
+    void* p = hak_malloc(1024);
+    ASSERT_NE(p, nullptr);
+    static_cast<char*>(p)[0] = 1;
+    blocks.push_back(p);
+  }
+  hak_stats_t full = stats();
+  EXPECT_GE(full.superslabs_live, before.superslabs_live + 3);
+  EXPECT_GE(full.bytes_mapped, before.bytes_mapped + 6 * hak::kChunkSize / 2);
+  EXPECT_GE(full.bytes_in_use, before.bytes_in_use + 6 * 1024 * 1024 - 64 * 1024);
+  for (void* p : blocks) hak_free(p);
+  hak_collect();
+  hak_stats_t after = stats();
+  EXPECT_LE(after.superslabs_live, before.superslabs_live);
+  EXPECT_LE(after.bytes_mapped, before.bytes_mapped);
+  EXPECT_LT(after.bytes_mapped, full.bytes_mapped);
+  EXPECT_GE(after.superslabs_returned, before.superslabs_returned + 3);
+  EXPECT_GE(after.os_unmap_calls, before.os_unmap_calls + 3);
+  auto census = hak::tiny::testing::census();
+  EXPECT_EQ(census.blocks_used, 0u);
+  EXPECT_EQ(census.slabs_in_use, 0u);
+  EXPECT_EQ(census.invariant_violations, 0u);
+}
+
+TEST(TinyAlloc, SlabsServeAnotherClassOnceEmpty) {
+  hak_collect();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 4000; ++i) blocks.push_back(hak_malloc(64));
+  hak_stats_t used64 = stats();
+  unsigned c64 = hak::tiny::size_to_class(64);
+  EXPECT_GE(used64.tiny_slabs_per_class[c64], 3u);
+  for (void* p : blocks) hak_free(p);
+  blocks.clear();
+  hak_collect();
+  EXPECT_EQ(stats().tiny_slabs_per_class[c64], 0u);
+  uint64_t mapped = stats().bytes_mapped;
+  for (int i = 0; i < 100; ++i) blocks.push_back(hak_malloc(512));
+  EXPECT_LE(stats().bytes_mapped, mapped + hak::kChunkSize);
+  for (void* p : blocks) hak_free(p);
+  hak_collect();
+}
+
+TEST(TinyAlloc, StatsCountRefillsAndClasses) {
+  hak_stats_t s0 = stats();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 1000; ++i) blocks.push_back(hak_malloc(48));
+  for (void* p : blocks) hak_free(p);
+  hak_stats_t s1 = stats();
+  EXPECT_EQ(s1.tiny_class_count, kClassCount);
+  for (unsigned c = 0; c < kClassCount; ++c) EXPECT_EQ(s1.tiny_class_size[c], kClassSizes[c]);
+  EXPECT_GT(s1.tiny_refills, s0.tiny_refills);
+  EXPECT_GT(s1.tiny_spills, s0.tiny_spills);
+  hak_collect();
+}
+
+TEST(TinyAlloc, CountInvariantHoldsWithLiveAndCachedBlocks) {
+  std::vector<void*> blocks;
+  Rng rng(5);
+  for (int i = 0; i < 20000 / kScale; ++i) blocks.push_back(hak_malloc(rng.below(1025)));
+  for (size_t i = 0; i < blocks.size(); i += 2) hak_free(blocks[i]);
+  auto census = hak::tiny::testing::census();
+  EXPECT_EQ(census.invariant_violations, 0u);
+  uint64_t cached = 0;
+  for (unsigned c = 0; c < kClassCount; ++c) cached += hak::tiny::testing::cached_blocks(c);
+  // used counts the program's blocks plus the ones in caches and spill queues.
+  EXPECT_EQ(census.blocks_used, blocks.size() / 2 + cached + census.blocks_queued);
+  for (size_t i = 1; i < blocks.size(); i += 2) hak_free(blocks[i]);
+  hak_collect();
+  census = hak::tiny::testing::census();
+  EXPECT_EQ(census.blocks_used, 0u);
+  EXPECT_EQ(census.invariant_violations, 0u);
+}
+
+TEST(TinyAlloc, InteriorPointerIsRefusedAndTheBlockStaysIntact) {
+  if (hak::kDebugChecks) GTEST_SKIP() << "debug builds abort instead (see the death tests)";
+  char* p = static_cast<char*>(hak_malloc(64));
+  fill(p, 64, 3);
+  EXPECT_EQ(hak_usable_size(p + 8), 0u);
+  hak_free(p + 8);  // refused with a message
+  hak_free(p + 1);
+  EXPECT_TRUE(intact(p, 64, 3));
+  void* q = hak_malloc(64);
+  EXPECT_NE(q, p + 8);
+  EXPECT_NE(q, p + 1);
+  hak_free(q);
+  hak_free(p);
+}
+
+// Death tests re-execute the binary ("threadsafe" style) so that HAKMEM_CHECK is read fresh.
+class TinyDeath : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(TinyDeath, DoubleFreeIsFatalNamingTheAddress) {
+  EXPECT_DEATH(
+      {
+        setenv("HAKMEM_CHECK", "1", 1);
+        void* p = hak_malloc(40);
+        hak_free(p);
+        hak_free(p);
+      },
+      "double free of 0x[0-9a-f]+ \\(tiny class 3, 48-byte blocks\\)");
+}
+
+TEST_F(TinyDeath, DoubleFreeAfterOtherTrafficIsFatal) {
+  EXPECT_DEATH(
+      {
+        setenv("HAKMEM_CHECK", "1", 1);
+        std::vector<void*> blocks;
+        for (int i = 0; i < 100; ++i) blocks.push_back(hak_malloc(100));
+        void* victim = blocks[37];
+        for (void* p : blocks) hak_free(p);
+        for (int i = 0; i < 10; ++i) hak_free(hak_malloc(16));
+        hak_free(victim);
+      },
+      "double free");
+}
+
+TEST_F(TinyDeath, InteriorPointerFreeIsFatalInCheckMode) {
+  EXPECT_DEATH(
+      {
+        setenv("HAKMEM_CHECK", "1", 1);
+        char* p = static_cast<char*>(hak_malloc(256));
+        hak_free(p + 16);
+      },
+      "not on a block boundary of tiny class 12 \\(256-byte blocks\\)");
+}
+
+TEST_F(TinyDeath, HeaderPointerFreeIsFatalInCheckMode) {
+  EXPECT_DEATH(
+      {
+        setenv("HAKMEM_CHECK", "1", 1);
+        char* p = static_cast<char*>(hak_malloc(32));
+        hak_free(reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~(hak::kChunkSize - 1)));
+      },
+      "SuperSlab header");
+}
+
+TEST_F(TinyDeath, DebugBuildsCatchDoubleFreeWithoutTheOption) {
+  if (!hak::kDebugChecks) GTEST_SKIP() << "release builds check only with HAKMEM_CHECK=1";
+  EXPECT_DEATH(
+      {
+        void* p = hak_malloc(24);
+        hak_free(p);
+        hak_free(p);
+      },
+      "double free");
+}
+
+TEST_F(TinyDeath, CheckModeStillAllocatesCorrectly) {
+  EXPECT_EXIT(
+      {
+        setenv("HAKMEM_CHECK", "1", 1);
+        std::vector<void*> blocks;
+        bool ok = true;
+        for (int i = 0; i < 5000; ++i) {
+          size_t size = (i * 37) % 1025;
+          void* p = hak_malloc(size);
+          fill(p, size, i);
+          blocks.push_back(p);
+        }
+        for (int i = 0; i < 5000; ++i) ok &= intact(blocks[i], (i * 37) % 1025, i);
+        for (void* p : blocks) hak_free(p);
+        hak_collect();
+        ok &= hak::tiny::testing::census().blocks_used == 0;
+        _exit(ok ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}

@@ -1,0 +1,164 @@
+// The tiny part under each HAKMEM_BG_SPILL mode, HAKMEM_RELEASE_DELAY_MS=0, and OS mapping
+// failures. Each case runs in a fresh process (gtest's "threadsafe" death-test style re-executes
+// the binary), so the options are read from the environment set inside the case.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "common/options.h"
+#include "hakmem.h"
+#include "os/os.h"
+#include "tiny/tiny.h"
+#include "tiny_test_util.h"
+
+using namespace hak_test;
+
+namespace {
+
+class TinyOptions : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+#define CHECK_OR_EXIT(cond)                                                  \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      std::fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__); \
+      _exit(1);                                                              \
+    }                                                                        \
+  } while (0)
+
+// Threads that each free blocks allocated by the main thread (a cross-thread burst).
+void cross_thread_bursts(int threads, int per_thread) {
+  for (int round = 0; round < 4; ++round) {
+    std::vector<std::vector<void*>> batches(threads);
+    for (auto& batch : batches) {
+      for (int i = 0; i < per_thread; ++i) {
+        void* p = hak_malloc(static_cast<size_t>(i % 512));
+        fill(p, i % 512, i);
+        batch.push_back(p);
+      }
+    }
+    std::vector<std::thread> freers;
+    for (auto& batch : batches) {
+      freers.emplace_back([&batch] {
+        for (size_t i = 0; i < batch.size(); ++i) {
+          CHECK_OR_EXIT(intact(batch[i], i % 512, i));
+          hak_free(batch[i]);
+        }
+      });
+    }
+    for (auto& t : freers) t.join();
+  }
+}
+
+void expect_clean_after_collect() {
+  hak_collect();
+  auto census = hak::tiny::testing::census();
+  CHECK_OR_EXIT(census.blocks_used == 0);
+  CHECK_OR_EXIT(census.blocks_queued == 0);
+  CHECK_OR_EXIT(census.invariant_violations == 0);
+}
+
+}  // namespace
+
+TEST_F(TinyOptions, BgSpillInlineDrainsQueuesAtRefill) {
+  EXPECT_EXIT(
+      {
+        setenv("HAKMEM_BG_SPILL", "inline", 1);
+        CHECK_OR_EXIT(hak::options().bg_spill == hak::BgSpillMode::kInline);
+        cross_thread_bursts(4, 20000 / kScale);
+        hak_stats_t s = stats();
+        CHECK_OR_EXIT(s.tiny_spills > 0);
+        CHECK_OR_EXIT(s.tiny_spill_queue_drains > 0);  // the main thread's refills took them
+        // O(N / batch): far fewer queue operations than blocks freed remotely.
+        CHECK_OR_EXIT(s.tiny_spills * 4 < 4 * 4 * uint64_t(20000 / kScale));
+        expect_clean_after_collect();
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(TinyOptions, BgSpillThreadDrainsQueuesInTheBackground) {
+  EXPECT_EXIT(
+      {
+        setenv("HAKMEM_BG_SPILL", "thread", 1);
+        CHECK_OR_EXIT(hak::options().bg_spill == hak::BgSpillMode::kThread);
+        cross_thread_bursts(4, 20000 / kScale);
+        // The background thread drains on its own; wait for it (no timing asserted: it is
+        // polled until it has done so, or the test's own timeout fires).
+        while (stats().tiny_spill_queue_drains == 0) usleep(1000);
+        hak_stats_t s = stats();
+        CHECK_OR_EXIT(s.tiny_remote_frees > 0);  // the drainer sends blocks home remotely
+        expect_clean_after_collect();
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(TinyOptions, BgSpillOffSendsBlocksStraightHome) {
+  EXPECT_EXIT(
+      {
+        setenv("HAKMEM_BG_SPILL", "off", 1);
+        CHECK_OR_EXIT(hak::options().bg_spill == hak::BgSpillMode::kOff);
+        cross_thread_bursts(4, 20000 / kScale);
+        hak_stats_t s = stats();
+        CHECK_OR_EXIT(s.tiny_spill_queue_drains == 0);
+        CHECK_OR_EXIT(s.tiny_remote_frees > 0);
+        CHECK_OR_EXIT(hak::tiny::testing::census().blocks_queued == 0);
+        expect_clean_after_collect();
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(TinyOptions, ZeroReleaseDelayReturnsEmptySuperSlabsWithoutCollect) {
+  EXPECT_EXIT(
+      {
+        setenv("HAKMEM_RELEASE_DELAY_MS", "0", 1);
+        std::vector<void*> blocks;
+        std::thread([&] {
+          for (int i = 0; i < 4096; ++i) blocks.push_back(hak_malloc(1024));
+        }).join();
+        hak_stats_t full = stats();
+        CHECK_OR_EXIT(full.superslabs_live >= 2);
+        // Freed by another thread: the slabs were abandoned, their blocks come back remotely.
+        std::thread([&] {
+          for (void* p : blocks) hak_free(p);
+        }).join();
+        // Any later pool operation (here: a thread's exit) drains and unmaps.
+        for (int i = 0; i < 64; ++i) std::thread([] { hak_free(hak_malloc(8)); }).join();
+        hak_stats_t after = stats();
+        CHECK_OR_EXIT(after.superslabs_returned >= 1);
+        CHECK_OR_EXIT(after.bytes_mapped < full.bytes_mapped);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(TinyOptions, OutOfMemoryIsNullWithEnomemAndRecovers) {
+  EXPECT_EXIT(
+      {
+        hak_free(hak_malloc(16));  // heap and chunk-map leaf exist
+        hak::os::inject_map_failures(0);
+        std::vector<void*> blocks;
+        void* p;
+        errno = 0;
+        while ((p = hak_malloc(1024)) != nullptr && blocks.size() < 100000) blocks.push_back(p);
+        CHECK_OR_EXIT(p == nullptr);
+        CHECK_OR_EXIT(errno == ENOMEM);
+        hak::os::inject_map_failures(UINT64_MAX);
+        p = hak_malloc(1024);
+        CHECK_OR_EXIT(p != nullptr);
+        hak_free(p);
+        for (void* b : blocks) hak_free(b);
+        expect_clean_after_collect();
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}

@@ -1,0 +1,241 @@
+// The tiny part across threads: cross-thread free storms (one thread allocates, the others free),
+// thread churn with blocks that outlive their thread, first operations and operations after a
+// thread's teardown, and the count invariant after all of it.
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "hakmem.h"
+#include "tiny/tiny.h"
+#include "tiny_test_util.h"
+
+using namespace hak_test;
+
+namespace {
+
+// A single-producer single-consumer ring of blocks from the allocating thread to one freer.
+struct Mailbox {
+  static constexpr size_t kSlots = 256;
+  std::atomic<void*> slots[kSlots] = {};
+  std::atomic<size_t> head{0};  // next slot the producer fills
+  size_t tail = 0;              // consumer's
+  void put(void* p) {
+    size_t h = head.load(std::memory_order_relaxed);
+    while (slots[h % kSlots].load(std::memory_order_acquire) != nullptr) sched_yield();
+    slots[h % kSlots].store(p, std::memory_order_release);
+    head.store(h + 1, std::memory_order_relaxed);
+  }
+  void* take() {
+    std::atomic<void*>& slot = slots[tail % kSlots];
+    void* p;
+    while ((p = slot.load(std::memory_order_acquire)) == nullptr) sched_yield();
+    slot.store(nullptr, std::memory_order_release);
+    ++tail;
+    return p;
+  }
+};
+
+void expect_all_memory_accounted() {
+  hak_collect();
+  auto census = hak::tiny::testing::census();
+  EXPECT_EQ(census.blocks_used, 0u);
+  EXPECT_EQ(census.slabs_in_use, 0u);
+  EXPECT_EQ(census.blocks_queued, 0u);
+  EXPECT_EQ(census.invariant_violations, 0u);
+}
+
+// One thread allocates `total` blocks of random tiny sizes, writes a pattern, and hands them
+// round-robin to `freers` threads, which check the pattern and free them.
+void storm(int freers, int total) {
+  std::vector<Mailbox> boxes(freers);
+  std::atomic<int> corrupt{0};
+  std::vector<std::thread> threads;
+  int per_freer = total / freers;
+  for (int f = 0; f < freers; ++f) {
+    threads.emplace_back([&, f] {
+      for (int i = 0; i < per_freer; ++i) {
+        void* p = boxes[f].take();
+        size_t size = hak_usable_size(p);
+        if (!intact(p, size, reinterpret_cast<uintptr_t>(p) ^ size)) corrupt.fetch_add(1);
+        hak_free(p);
+      }
+    });
+  }
+  std::thread producer([&] {
+    Rng rng(freers);
+    for (int i = 0; i < per_freer * freers; ++i) {
+      void* p = hak_malloc(rng.below(hak::kTinyMaxSize + 1));
+      ASSERT_NE(p, nullptr);
+      size_t size = hak_usable_size(p);
+      fill(p, size, reinterpret_cast<uintptr_t>(p) ^ size);
+      boxes[i % freers].put(p);
+    }
+  });
+  producer.join();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(corrupt.load(), 0);
+}
+
+}  // namespace
+
+TEST(TinyThreads, CrossThreadFreeStorm2) {
+  storm(1, 400000 / kScale);  // 2 threads: one allocates, one frees
+  expect_all_memory_accounted();
+}
+
+TEST(TinyThreads, CrossThreadFreeStorm4) {
+  storm(3, 400000 / kScale);
+  expect_all_memory_accounted();
+}
+
+TEST(TinyThreads, CrossThreadFreeStorm16) {
+  storm(15, 300000 / kScale);
+  expect_all_memory_accounted();
+}
+
+TEST(TinyThreads, CrossThreadFreeStorm64) {
+  storm(63, 192000 / kScale);
+  hak_stats_t s = stats();
+  EXPECT_GT(s.tiny_remote_frees + s.tiny_spill_queue_drains, 0u);
+  expect_all_memory_accounted();
+}
+
+// Every thread allocates and frees locally, frees some survivors of earlier threads, and leaves
+// some of its own blocks behind for later threads.
+TEST(TinyThreads, ThousandsOfShortLivedThreadsWithSurvivingBlocks) {
+  const int waves = 500 / kScale + 20, per_wave = 8;
+  std::mutex lock;
+  std::vector<std::pair<void*, size_t>> survivors;
+  std::atomic<int> corrupt{0};
+  for (int wave = 0; wave < waves; ++wave) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < per_wave; ++t) {
+      threads.emplace_back([&, seed = wave * per_wave + t] {
+        Rng rng(seed + 1);
+        std::vector<std::pair<void*, size_t>> mine;
+        for (int i = 0; i < 64; ++i) {
+          size_t size = rng.below(hak::kTinyMaxSize + 1);
+          void* p = hak_malloc(size);
+          fill(p, size, reinterpret_cast<uintptr_t>(p));
+          mine.emplace_back(p, size);
+        }
+        for (int i = 0; i < 32; ++i) {  // local frees
+          auto [p, size] = mine.back();
+          mine.pop_back();
+          if (!intact(p, size, reinterpret_cast<uintptr_t>(p))) corrupt.fetch_add(1);
+          hak_free(p);
+        }
+        std::vector<std::pair<void*, size_t>> adopted;
+        {
+          std::lock_guard<std::mutex> guard(lock);
+          for (int i = 0; i < 24 && !survivors.empty(); ++i) {
+            adopted.push_back(survivors.back());
+            survivors.pop_back();
+          }
+          for (auto& block : mine) survivors.push_back(block);  // outlive this thread
+        }
+        for (auto [p, size] : adopted) {
+          if (!intact(p, size, reinterpret_cast<uintptr_t>(p))) corrupt.fetch_add(1);
+          hak_free(p);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  EXPECT_EQ(corrupt.load(), 0);
+  hak_stats_t s = stats();
+  EXPECT_GT(s.superslabs_live, 0u);
+  for (auto [p, size] : survivors) {
+    ASSERT_TRUE(intact(p, size, reinterpret_cast<uintptr_t>(p)));
+    hak_free(p);
+  }
+  expect_all_memory_accounted();
+  EXPECT_EQ(stats().superslabs_live, 0u);
+}
+
+TEST(TinyThreads, AbandonedSlabsAreAdopted) {
+  hak_collect();
+  uint64_t adoptions = stats().tiny_adoptions;
+  std::vector<void*> blocks;
+  std::thread([&] {
+    for (int i = 0; i < 2000; ++i) blocks.push_back(hak_malloc(96));
+  }).join();
+  // Free half: the exited thread's slabs have room and wait in the pool.
+  for (size_t i = 0; i < blocks.size(); i += 2) hak_free(blocks[i]);
+  hak_collect();
+  std::thread([&] {
+    std::vector<void*> mine;
+    for (int i = 0; i < 500; ++i) mine.push_back(hak_malloc(96));
+    for (void* p : mine) hak_free(p);
+  }).join();
+  EXPECT_GT(stats().tiny_adoptions, adoptions);
+  for (size_t i = 1; i < blocks.size(); i += 2) hak_free(blocks[i]);
+  expect_all_memory_accounted();
+}
+
+TEST(TinyThreads, FirstOperationOfAThreadMayBeAFree) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 100; ++i) blocks.push_back(hak_malloc(i * 10));
+  std::thread([&] {
+    for (void* p : blocks) hak_free(p);
+  }).join();
+  expect_all_memory_accounted();
+}
+
+namespace {
+pthread_key_t g_late_key;
+std::atomic<int> g_late_ok{0};
+void* g_late_block = nullptr;
+// Runs at thread exit, after hakmem's own destructor (its key was created first): allocation and
+// free must still work and leak nothing.
+void late_destructor(void*) {
+  void* p = hak_malloc(200);
+  if (p != nullptr) {
+    fill(p, 200, 9);
+    if (intact(p, 200, 9)) g_late_ok.fetch_add(1);
+    hak_free(p);
+  }
+  hak_free(g_late_block);
+  void* q = hak_malloc(16);
+  g_late_block = q;  // freed by the main thread afterwards
+}
+}  // namespace
+
+TEST(TinyThreads, AllocAndFreeAfterTheThreadsTeardown) {
+  hak_free(hak_malloc(1));  // make sure hakmem's key exists before ours
+  ASSERT_EQ(pthread_key_create(&g_late_key, late_destructor), 0);
+  g_late_block = hak_malloc(64);
+  for (int i = 0; i < 20; ++i) {
+    std::thread([] {
+      hak_free(hak_malloc(32));
+      pthread_setspecific(g_late_key, reinterpret_cast<void*>(1));
+    }).join();
+  }
+  EXPECT_EQ(g_late_ok.load(), 20);
+  hak_free(g_late_block);
+  pthread_key_delete(g_late_key);
+  expect_all_memory_accounted();
+}
+
+TEST(TinyThreads, ProducerConsumerRecyclesThroughCaches) {
+  // Many rounds of "A allocates, B frees": memory must not grow without bound.
+  hak_collect();
+  uint64_t live_before = stats().superslabs_live;
+  const int rounds = 200 / kScale + 5;
+  Mailbox box;
+  std::thread consumer([&] {
+    for (int i = 0; i < rounds * 1000; ++i) hak_free(box.take());
+  });
+  std::thread producer([&] {
+    for (int i = 0; i < rounds * 1000; ++i) box.put(hak_malloc(128));
+  });
+  producer.join();
+  consumer.join();
+  EXPECT_LE(stats().superslabs_live, live_before + 6);
+  expect_all_memory_accounted();
+}
