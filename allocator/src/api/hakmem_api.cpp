@@ -1,4 +1,5 @@
 // The public C API (hakmem.h) on top of the router, plus the slow routes and the stats report.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,11 +12,11 @@
 #include "hakmem.h"
 #include "large/large.h"
 #include "os/os.h"
+#include "pool/pool.h"
 
 namespace hak {
 
 void* route_malloc_above_tiny(size_t size) {
-  // Until the mid pool lands, mid sizes are served as large spans.
   return large::alloc(size, 16);
 }
 
@@ -23,6 +24,8 @@ void route_free_not_tiny(void* p, chunk_map::Entry entry) {
   switch (entry.kind()) {
     case chunk_map::Kind::kLarge:
       return large::free(p, entry);
+    case chunk_map::Kind::kPool:
+      return pool::free(p, entry);
     case chunk_map::Kind::kNone:
       if (p == nullptr) return;
       // Not in hakmem's address map: refuse it rather than corrupt memory we do not own.
@@ -35,6 +38,10 @@ void route_free_not_tiny(void* p, chunk_map::Entry entry) {
 }
 
 void* route_aligned_alloc_slow(size_t alignment, size_t size) {
+  // Pool classes whose size is a multiple of the alignment give aligned blocks up to a page.
+  if (size <= kPoolMaxSize) {
+    if (void* p = pool::alloc_aligned(alignment, size)) return p;
+  }
   return large::alloc(size == 0 ? 1 : size, alignment);
 }
 
@@ -43,6 +50,8 @@ size_t route_usable_size(const void* p) {
   switch (entry.kind()) {
     case chunk_map::Kind::kTiny:
       return tiny::usable_size(p, entry);
+    case chunk_map::Kind::kPool:
+      return pool::usable_size(p, entry);
     case chunk_map::Kind::kLarge:
       return large::usable_size(p, entry);
     default:
@@ -50,15 +59,70 @@ size_t route_usable_size(const void* p) {
   }
 }
 
-namespace {
+void* route_calloc(size_t count, size_t size) {
+  size_t total;
+  if (HAK_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // Large spans know whether their pages are already zero (fresh or decommitted).
+  if (total > kPoolMaxSize) return large::alloc(total, 16, true);
+  void* p = route_malloc(total);
+  if (HAK_LIKELY(p != nullptr)) std::memset(p, 0, total);
+  return p;
+}
 
-void* resize_by_copy(void* p, size_t size) {
+void* route_realloc(void* p, size_t size) {
+  if (p == nullptr) return route_malloc(size);
+  if (size == 0) {  // glibc's behaviour: free and return NULL
+    route_free(p);
+    return nullptr;
+  }
+  chunk_map::Entry entry = chunk_map::lookup(p);
+  if (HAK_UNLIKELY(entry.kind() == chunk_map::Kind::kNone)) {
+    // Its size is unknown, so it cannot be copied: refuse it (the caller keeps p).
+    log_message("realloc(%p): pointer was not allocated by hakmem", p);
+    if (options().check) fatal("realloc(%p): pointer was not allocated by hakmem", p);
+    errno = EINVAL;
+    return nullptr;
+  }
+  // Large blocks that stay large grow (mremap) or shrink (unmap the tail) where they are.
+  if (entry.kind() == chunk_map::Kind::kLarge && size > kPoolMaxSize &&
+      large::resize_in_place(p, entry, size)) {
+    return p;
+  }
+  size_t usable = route_usable_size(p);
+  // Keep the block when the new size fits and would not waste more than half of it.
+  if (size <= usable && size >= usable / 2) return p;
   void* fresh = route_malloc(size);
   if (fresh == nullptr) return nullptr;  // p stays valid, as realloc requires
-  size_t old_size = route_usable_size(p);
-  std::memcpy(fresh, p, old_size < size ? old_size : size);
+  std::memcpy(fresh, p, usable < size ? usable : size);
   route_free(p);
   return fresh;
+}
+
+namespace {
+
+// fork(): every global lock of every part is held across it, so the child finds them free and
+// the structures they guard consistent. Registered once, from a constructor (pthread_atfork does
+// not allocate for its first handlers).
+void prefork_all() {
+  tiny::prefork();
+  pool::prefork();
+  large::prefork();
+}
+void postfork_parent_all() {
+  large::postfork_parent();
+  pool::postfork_parent();
+  tiny::postfork_parent();
+}
+void postfork_child_all() {
+  large::postfork_child();
+  pool::postfork_child();
+  tiny::postfork_child();
+}
+[[gnu::constructor]] void register_fork_handlers() {
+  pthread_atfork(prefork_all, postfork_parent_all, postfork_child_all);
 }
 
 }  // namespace
@@ -78,31 +142,11 @@ void hak_free(void* ptr) {
 }
 
 void* hak_calloc(size_t count, size_t size) {
-  size_t total;
-  if (HAK_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  void* p = route_malloc(total);
-  if (HAK_LIKELY(p != nullptr)) std::memset(p, 0, total);
-  return p;
+  return route_calloc(count, size);
 }
 
 void* hak_realloc(void* ptr, size_t size) {
-  if (ptr == nullptr) return route_malloc(size);
-  if (size == 0) {  // glibc's behaviour: free and return NULL
-    route_free(ptr);
-    return nullptr;
-  }
-  chunk_map::Entry entry = chunk_map::lookup(ptr);
-  if (entry.kind() == chunk_map::Kind::kLarge && size > kPoolMaxSize &&
-      large::resize_in_place(ptr, entry, size)) {
-    return ptr;
-  }
-  size_t usable = route_usable_size(ptr);
-  // Keep the block when the new size fits and would not waste more than half of it.
-  if (size <= usable && size >= usable / 2) return ptr;
-  return resize_by_copy(ptr, size);
+  return route_realloc(ptr, size);
 }
 
 void* hak_aligned_alloc(size_t alignment, size_t size) {
@@ -119,6 +163,7 @@ size_t hak_usable_size(const void* ptr) {
 
 void hak_collect(void) {
   tiny::collect();
+  pool::collect();
   large::collect();
 }
 
@@ -133,6 +178,7 @@ void hak_stats(hak_stats_t* out) {
   out->struct_size = sizeof(hak_stats_t);
   os::fill_stats(out);
   tiny::fill_stats(out);
+  pool::fill_stats(out);
   large::fill_stats(out);
 }
 

@@ -1,9 +1,10 @@
 // Routing, done once at the top: a request goes by size to tiny, pool or large; a free goes by
 // the chunk map entry of its address. Inline so that hak_malloc and the malloc override both get
-// the tiny fast path without a call.
+// the tiny and pool fast paths without a call; large spans and foreign pointers go out of line.
 #pragma once
 
 #include "common/chunk_map.h"
+#include "pool/pool.h"
 #include "tiny/tiny.h"
 
 namespace hak {
@@ -14,24 +15,31 @@ void* route_aligned_alloc_slow(size_t alignment, size_t size);
 
 HAK_FAST_PATH void* route_malloc(size_t size) {
   if (HAK_LIKELY(size <= kTinyMaxSize)) return tiny::alloc(size);
+  if (HAK_LIKELY(size <= kPoolMaxSize)) return pool::alloc(size);
   return route_malloc_above_tiny(size);
 }
 
 HAK_FAST_PATH void route_free(void* p) {
   chunk_map::Entry entry = chunk_map::lookup(p);
   if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kTiny)) return tiny::free(p, entry);
+  if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kPool)) return pool::free(p, entry);
   route_free_not_tiny(p, entry);
 }
 
 // alignment: a power of two (the caller checked). Tiny blocks of a class whose size is a multiple
 // of the alignment are aligned to it (tiny's layout contract), so small aligned requests stay tiny.
 HAK_FAST_PATH void* route_aligned_alloc(size_t alignment, size_t size) {
-  if (alignment <= 16) return route_malloc(size);
+  // malloc's blocks are 8-aligned below 16 bytes and 16-aligned from there on.
+  if (alignment <= 8 || (alignment == 16 && size >= 16)) return route_malloc(size);
   size_t rounded = align_up(size == 0 ? 1 : size, alignment);
   if (rounded <= kTinyMaxSize && rounded >= size) return tiny::alloc(rounded);
   return route_aligned_alloc_slow(alignment, size);
 }
 
 size_t route_usable_size(const void* p);
+// calloc: overflow-checked (NULL + ENOMEM); fresh large spans are not cleared twice.
+void* route_calloc(size_t count, size_t size);
+// realloc with glibc's edge cases: NULL -> malloc, size 0 -> free and NULL, failure leaves p.
+void* route_realloc(void* p, size_t size);
 
 }  // namespace hak

@@ -274,6 +274,9 @@ Heap* attach_heap() {
   }
   t_heap = heap;
   if (g_key_created) pthread_setspecific(g_key, heap);
+  // An adopted heap may have collected remote frees since its thread exited.
+  drain_remote(heap);
+  maybe_sweep(heap);
   return heap;
 }
 
@@ -377,6 +380,25 @@ void collect() {
   if (heap->state == HeapState::kActive) {
     sweep(heap);
     heap->next_sweep_bytes = 0;
+  }
+  // Abandoned heaps collect remote frees after their thread exited: sweep them too, taken off
+  // the stack meanwhile so that no thread adopts one while it is swept.
+  Heap* abandoned;
+  {
+    SpinLockGuard guard(g_lock);
+    abandoned = g_abandoned;
+    g_abandoned = nullptr;
+  }
+  Heap* last = nullptr;
+  for (Heap* h = abandoned; h != nullptr; h = h->next_abandoned) {
+    sweep(h);
+    h->next_sweep_bytes = 0;
+    last = h;
+  }
+  if (last != nullptr) {
+    SpinLockGuard guard(g_lock);
+    last->next_abandoned = g_abandoned;
+    g_abandoned = abandoned;
   }
   Chunk* cached;
   {

@@ -161,8 +161,8 @@ size_t usable_size(const void* p, chunk_map::Entry entry);
 // (the caller then uses a large span) or memory runs out (errno = ENOMEM).
 void* alloc_aligned(size_t alignment, size_t size);
 
-// The calling thread's heap: drain its remote queue and return its empty chunks; then return the
-// global chunk cache to the OS.
+// The calling thread's heap and every abandoned heap: drain their remote queues and return their
+// empty chunks; then return the global chunk cache to the OS.
 void collect();
 
 // pthread_atfork handlers (the api layer registers them).

@@ -1,0 +1,78 @@
+// fork() while other threads allocate and free in every size range: the child (which inherits
+// whatever state the parent's locks and heaps were in) allocates, frees blocks of its own and of
+// the parent, and exits 0. Uses the hak_* API; override_test repeats it through malloc.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "hakmem.h"
+
+namespace {
+
+const size_t kSizes[] = {8, 200, 1024, 1500, 40000, 262144, 300000, 3 << 20};
+
+// The child's work: every range, its own blocks and ones the parent allocated before the fork.
+int child_work(const std::vector<void*>& inherited) {
+  for (void* p : inherited) hak_free(p);
+  std::vector<void*> mine;
+  for (int round = 0; round < 20; ++round) {
+    for (size_t size : kSizes) {
+      void* p = hak_malloc(size);
+      if (p == nullptr) return 2;
+      std::memset(p, round, size);
+      mine.push_back(p);
+    }
+  }
+  for (void* p : mine) hak_free(p);
+  // A thread in the child works too.
+  bool ok = true;
+  std::thread([&] {
+    for (size_t size : kSizes) {
+      void* p = hak_malloc(size);
+      ok = ok && p != nullptr;
+      hak_free(p);
+    }
+  }).join();
+  return ok ? 0 : 3;
+}
+
+TEST(HakFork, ChildAllocatesWhileParentThreadsWereBusy) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> busy;
+  for (int t = 0; t < 3; ++t) {
+    busy.emplace_back([&, t] {
+      std::vector<void*> held;
+      unsigned i = t;
+      while (!stop.load(std::memory_order_relaxed)) {
+        size_t size = kSizes[i++ % (sizeof kSizes / sizeof kSizes[0])];
+        held.push_back(hak_malloc(size));
+        if (held.size() > 40) {
+          for (void* p : held) hak_free(p);
+          held.clear();
+        }
+      }
+      for (void* p : held) hak_free(p);
+    });
+  }
+  for (int i = 0; i < 20; ++i) {
+    std::vector<void*> inherited;
+    for (size_t size : kSizes) inherited.push_back(hak_malloc(size));
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) _exit(child_work(inherited));
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "child died: status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    for (void* p : inherited) hak_free(p);
+  }
+  stop = true;
+  for (auto& thread : busy) thread.join();
+}
+
+}  // namespace
