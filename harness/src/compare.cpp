@@ -16,16 +16,16 @@ namespace {
 
 constexpr double kFutexSlackPerMops = 10;
 // Higher is better for these; lower is better for the rest.
-const std::set<std::string> kHigherIsBetter = {"throughput_ratio"};
-const char* const kRequired[] = {"workload",    "threads",     "allocator",   "status",
-                                 "link",        "ops",         "ops_per_sec", "max_rss_kb",
-                                 "futex_calls", "instructions"};
+const std::set<std::string> kHigherIsBetter = {"throughput_ratio", "cpu_throughput_ratio"};
+const char* const kRequired[] = {"workload",    "threads",      "allocator",    "status",
+                                 "link",        "ops",          "ops_per_sec",  "max_rss_kb",
+                                 "futex_calls", "instructions", "task_clock_ms"};
 
 using Key = std::pair<std::string, int>;                                   // workload, threads
 using Values = std::map<Key, std::map<std::string, std::vector<double>>>;  // -> alloc -> values
 
 struct Extracted {
-  Values tput, rss, futex, ipo;
+  Values tput, cpu_tput, rss, futex, ipo;
   std::set<std::string> allocators;
 };
 
@@ -53,6 +53,8 @@ Extracted extract(const Table& t, const std::string& name) {
       continue;
     }
     if (auto v = cell_number(r[col["ops_per_sec"]])) e.tput[k][alloc].push_back(*v);
+    auto ms = cell_number(r[col["task_clock_ms"]]);
+    if (ms && *ms > 0 && ops) e.cpu_tput[k][alloc].push_back(*ops / (*ms / 1e3));
     if (auto v = cell_number(r[col["max_rss_kb"]])) e.rss[k][alloc].push_back(*v);
     auto f = cell_number(r[col["futex_calls"]]);
     if (f && ops && *ops > 0) e.futex[k][alloc].push_back(*f / *ops * 1e6);
@@ -97,6 +99,7 @@ std::string fmt(double v) {
 
 const std::map<std::string, double>& default_tolerances() {
   static const std::map<std::string, double> d = {{"throughput_ratio", 0.15},
+                                                  {"cpu_throughput_ratio", 0.15},
                                                   {"rss_ratio", 0.20},
                                                   {"futex_per_mops", 0.50},
                                                   {"instructions_per_op", 0.02}};
@@ -142,6 +145,7 @@ CompareResult compare_tables(const Table& base, const std::string& base_name, co
     bool ratio;
   };
   const Spec specs[] = {{"throughput_ratio", &Extracted::tput, true},
+                        {"cpu_throughput_ratio", &Extracted::cpu_tput, true},
                         {"rss_ratio", &Extracted::rss, true},
                         {"futex_per_mops", &Extracted::futex, false},
                         {"instructions_per_op", &Extracted::ipo, false}};

@@ -5,6 +5,9 @@
 // Metrics (each for the allocator under test, default hakmem; medians over ok repetitions):
 //   throughput_ratio     median ops/s ÷ system's median ops/s (non-callgrind rows)
 //                        regression: new < base × (1 − tol); default tol 0.15
+//   cpu_throughput_ratio the same with ops per CPU-second (ops ÷ task_clock_ms): less sensitive
+//                        to other processes on a shared machine (they take wall time, not the
+//                        trial's CPU time); default tol 0.15
 //   rss_ratio            median max_rss_kb ÷ system's median max_rss_kb
 //                        regression: new > base × (1 + tol); default tol 0.20
 //   futex_per_mops       median futex_calls per million ops

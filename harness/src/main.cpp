@@ -176,8 +176,9 @@ int main(int argc, char** argv) {
   compare->add_option("base", cmp_base, "baseline CSV")->required();
   compare->add_option("new", cmp_new, "new CSV")->required();
   compare->add_option("--tolerance", cmp_tol,
-                      "metric=value (fraction or %): throughput_ratio (default 15%), rss_ratio "
-                      "(20%), futex_per_mops (50%, +10 absolute), instructions_per_op (2%)");
+                      "metric=value (fraction or %): throughput_ratio (default 15%), "
+                      "cpu_throughput_ratio (15%), rss_ratio (20%), futex_per_mops (50%, +10 "
+                      "absolute), instructions_per_op (2%)");
   compare->add_option("--alloc", cmp_opts.alloc, "allocator under test (default hakmem)");
   compare->add_option("--reference", cmp_opts.reference, "reference allocator (default system)");
 

@@ -11,14 +11,15 @@ namespace hakbench {
 namespace {
 
 struct Spec {
-  double hak_tput = 2e6, sys_tput = 1e6;  // ops/s
+  double hak_tput = 2e6, sys_tput = 1e6;       // ops/s
+  double hak_cpu_ms = 500, sys_cpu_ms = 1000;  // task clock per trial of 1e6 ops
   double hak_rss = 4000, sys_rss = 3000;
   double hak_futex = 50;     // per trial, on 1e6 ops
   double hak_instr = 150e6;  // callgrind, on 1e6 ops
 };
 
 Row row(const std::string& alloc, const std::string& link, const std::string& workload, int threads,
-        int rep, double tput, double rss, double futex, double instr) {
+        int rep, double tput, double rss, double futex, double instr, double cpu_ms = 1000) {
   Row r;
   r[Col::config] = "ci";
   r[Col::workload] = workload;
@@ -32,6 +33,7 @@ Row row(const std::string& alloc, const std::string& link, const std::string& wo
   if (link != "callgrind") {
     r[Col::max_rss_kb] = std::to_string(rss);
     r[Col::futex_calls] = std::to_string(futex);
+    r[Col::task_clock_ms] = std::to_string(cpu_ms);
   } else {
     r[Col::instructions] = std::to_string(instr);
   }
@@ -45,9 +47,10 @@ Table table_of(const Spec& s) {
       for (int rep = 1; rep <= 3; ++rep) {
         // A little spread between repetitions, as on a real machine.
         double wobble = 1 + 0.01 * (rep - 2);
-        text += row_line(row("system", "libc", w, t, rep, s.sys_tput * wobble, s.sys_rss, 10, 0));
-        text += row_line(
-            row("hakmem", "preload", w, t, rep, s.hak_tput * wobble, s.hak_rss, s.hak_futex, 0));
+        text += row_line(row("system", "libc", w, t, rep, s.sys_tput * wobble, s.sys_rss, 10, 0,
+                             s.sys_cpu_ms / wobble));
+        text += row_line(row("hakmem", "preload", w, t, rep, s.hak_tput * wobble, s.hak_rss,
+                             s.hak_futex, 0, s.hak_cpu_ms / wobble));
       }
     }
     text += row_line(row("hakmem", "callgrind", w, 1, 1, 1e4, 0, 0, s.hak_instr));
@@ -73,8 +76,8 @@ const CompareLine* find(const CompareResult& r, const std::string& metric,
 TEST(Compare, UnchangedPairPasses) {
   CompareResult r = run({}, {});
   EXPECT_FALSE(r.regressed) << r.table();
-  // 2 workloads × 2 thread counts × 3 metrics + 2 callgrind lines.
-  EXPECT_EQ(r.lines.size(), 14u) << r.table();
+  // 2 workloads × 2 thread counts × 4 metrics + 2 callgrind lines.
+  EXPECT_EQ(r.lines.size(), 18u) << r.table();
   for (const auto& l : r.lines) EXPECT_EQ(l.verdict, "ok");
   const CompareLine* t = find(r, "throughput_ratio", "larson", 1);
   ASSERT_NE(t, nullptr);
@@ -101,6 +104,19 @@ TEST(Compare, TwentyPercentThroughputRatioDropFails) {
   EXPECT_EQ(t->verdict, "REGRESSED");
   EXPECT_NEAR(t->change, -0.20, 1e-9);
   EXPECT_NE(r.table().find("REGRESSED"), std::string::npos);
+}
+
+TEST(Compare, TwentyPercentCpuThroughputRatioDropFails) {
+  Spec slower;
+  slower.hak_cpu_ms = 625;  // 1e6 ops in 625 ms instead of 500: ratio 2.0 -> 1.6
+  CompareResult r = run({}, slower);
+  EXPECT_TRUE(r.regressed);
+  const CompareLine* c = find(r, "cpu_throughput_ratio", "larson", 1);
+  ASSERT_NE(c, nullptr);
+  EXPECT_DOUBLE_EQ(c->base, 2.0);
+  EXPECT_NEAR(c->change, -0.20, 1e-9);
+  EXPECT_EQ(c->verdict, "REGRESSED");
+  EXPECT_EQ(find(r, "throughput_ratio", "larson", 1)->verdict, "ok");
 }
 
 TEST(Compare, TenPercentDropIsWithinTheDefaultTolerance) {
