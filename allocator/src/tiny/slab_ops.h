@@ -116,11 +116,14 @@ inline uint32_t list_length(void* head) {
   return n;
 }
 
-// The count invariant (superslab.h), exact when nobody else touches the slab.
+// The count invariant (superslab.h). Exact for the owner (or the pool lock holder of an abandoned
+// slab); other threads may push to the remote list meanwhile, which only lengthens it.
 inline bool slab_counts_consistent(const Slab* slab) {
   uint32_t used = slab->used.load(std::memory_order_relaxed);
+  // Acquire: the links of pushed chains are visible before we walk them.
   uint32_t remote = list_length(slab->remote.load(std::memory_order_acquire));
-  return slab->carved <= slab->capacity && used == slab->carved - list_length(slab->free) - remote;
+  return slab->carved <= slab->capacity && used == slab->carved - list_length(slab->free) &&
+         remote <= used;
 }
 
 }  // namespace hak::tiny

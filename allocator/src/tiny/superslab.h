@@ -18,10 +18,12 @@
 //  - spill: a thread cache that overflows sends its excess out as chains (heap.h, tiny.cpp).
 //
 // The count invariant of a slab (checked in debug builds whenever a slab changes hands, and by
-// testing::verify):
-//    used == carved - |free| - |remote|,   carved <= capacity,
-// where `used` counts the blocks that are outside the slab: held by the program, sitting in any
-// thread's cache or in a spill queue. A slab may be returned to the pool only with used == 0.
+// testing::census):
+//    used == carved - |free|,   |remote| <= used,   carved <= capacity,
+// where `used` counts the blocks that are not on the owner's free list: held by the program,
+// sitting in any thread's cache or in a spill queue, or pushed onto the remote list and not yet
+// drained (draining moves them to `free` and subtracts them). A slab may be returned to the pool
+// only with used == 0 (so its remote list is empty too).
 //
 // Why no lock-free reader touches freed memory. SuperSlab headers live inside the SuperSlab, so
 // unmapping it frees its metadata; this is safe because a SuperSlab is unmapped only (a) under

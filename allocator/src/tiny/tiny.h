@@ -77,7 +77,7 @@ namespace testing {
 struct Census {
   uint64_t superslabs = 0;
   uint64_t slabs_in_use = 0;   // owned or abandoned
-  uint64_t blocks_used = 0;    // sum of `used`: held by the program, caches or spill queues
+  uint64_t blocks_used = 0;    // sum of `used`: program, caches, spill queues, undrained remote
   uint64_t blocks_queued = 0;  // in spill queues
   uint64_t invariant_violations = 0;
 };
