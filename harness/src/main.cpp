@@ -90,6 +90,20 @@ int cmd_list(const BuildPaths& paths, const MachineInfo& machine) {
   return 0;
 }
 
+// For `run`, say "run: --NAME: ..." rather than a config file's "FILE: key '...': ...".
+std::string as_run_error(std::string msg) {
+  const std::string name_key = "command line: key 'run.name': ";
+  const std::string param_key = "command line: key 'run.params.";
+  if (msg.rfind(name_key, 0) == 0) return "run: " + msg.substr(name_key.size());
+  if (msg.rfind(param_key, 0) == 0) {
+    auto end = msg.find("': ", param_key.size());
+    if (end != std::string::npos)
+      return "run: --" + msg.substr(param_key.size(), end - param_key.size()) + ": " +
+             msg.substr(end + 3);
+  }
+  return msg;
+}
+
 void check_catalog_or_die(const SweepConfig& config, const BuildPaths& paths) {
   bool needs_runner = std::any_of(config.workloads.begin(), config.workloads.end(),
                                   [](const WorkloadEntry& e) { return e.name != kMicroWorkload; });
@@ -104,7 +118,7 @@ void check_catalog_or_die(const SweepConfig& config, const BuildPaths& paths) {
   try {
     check_against_catalog(config, catalog, is_executable(paths.micro));
   } catch (const ConfigError& e) {
-    die(e.what());
+    die(as_run_error(e.what()));
   }
 }
 
