@@ -9,9 +9,8 @@
 //    so the fast paths need no "initialised?" test: its first alloc finds an empty list and its
 //    first free a full one, and both land in a slow path that installs a real heap.
 //  - batch: how many blocks a refill brings and a spill leaves; cap = 2 * batch. Both adapt per
-//    class within [kMinBatch, max_batch(cls)]: a class that refills or spills again soon after its
-//    previous slow path (counted in the heap's slow-path ticks) doubles its batch, one idle for
-//    long halves it.
+//    class within [kMinBatch, max_batch(cls)]: each refill or spill of a class doubles its batch;
+//    a class whose previous slow path lies kColdTicks of the heap's slow paths back halves it.
 //
 // Invariants: cache[c].count == length of cache[c].head's list <= cache[c].cap (+1 inside the
 // free slow path); every block on it is of class c, from any slab (a block freed by a thread

@@ -123,7 +123,9 @@ Slab* take_empty_locked() {
 void assign_locked(Slab* slab, Heap* heap, unsigned cls) {
   slab->cls = static_cast<uint8_t>(cls);
   slab->block_size = kClassSizes[cls];
-  slab->div_magic = division_magic(kClassSizes[cls]);
+  BlockDivider divider = block_divider(kClassSizes[cls]);
+  slab->div_inverse = divider.inverse;
+  slab->div_shift = static_cast<uint8_t>(divider.shift);
   slab->capacity = static_cast<uint32_t>(kSlabSize / kClassSizes[cls]);
   slab->carved = 0;
   slab->free = nullptr;
@@ -205,7 +207,8 @@ void release_locked(Slab* slab) {
   // capacity 0: no pointer into this slab validates until it serves a class again.
   slab->capacity = 0;
   slab->block_size = 0;
-  slab->div_magic = 0;
+  slab->div_inverse = 0;
+  slab->div_shift = 0;
   slab->cls = 0;
   slab->free = nullptr;
   slab->carved = 0;

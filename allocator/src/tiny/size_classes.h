@@ -34,10 +34,25 @@ HAK_FAST_PATH unsigned size_to_class(size_t size) {
   return kSizeClassTable.by_granule[(size + 7) >> 3];
 }
 
-// floor(2^32 / size) + 1: (offset * magic) >> 32 == offset / size exactly for every offset below
-// 2^32 / size, so for every offset inside a 64 KiB slab (tested exhaustively).
-constexpr uint32_t division_magic(uint32_t size) {
-  return static_cast<uint32_t>((uint64_t{1} << 32) / size + 1);
+// Exact division and divisibility in one multiply (Granlund-Montgomery): size = odd * 2^shift;
+// with inverse = odd^-1 mod 2^32, rotr32(offset * inverse, shift) == offset / size when size
+// divides offset, and is larger than UINT32_MAX / size otherwise. So for any offset inside a
+// slab, `rotr32(offset * inverse, shift) < capacity` says "offset is the start of block number
+// <that value>" (tested exhaustively).
+struct BlockDivider {
+  uint32_t inverse;
+  uint32_t shift;
+};
+constexpr BlockDivider block_divider(uint32_t size) {
+  uint32_t shift = static_cast<uint32_t>(__builtin_ctz(size));
+  uint32_t odd = size >> shift;
+  uint32_t inverse = odd;  // correct to 3 bits; each Newton step doubles the correct bits
+  for (int i = 0; i < 4; ++i) inverse *= 2 - odd * inverse;
+  return {inverse, shift};
+}
+HAK_FAST_PATH uint32_t divide_offset(uint32_t offset, uint32_t inverse, uint32_t shift) {
+  uint32_t x = offset * inverse;
+  return (x >> shift) | (x << ((32 - shift) & 31));
 }
 
 // Batch (blocks moved per refill) bounds; the cap of a class's cache is twice its batch.

@@ -61,9 +61,10 @@ enum class SlabList : uint8_t { kNone, kAvail, kFull };
 struct Slab {
   // Line 1: fixed while the slab serves a class; read by every thread that frees one of its
   // blocks. capacity == 0 for the header slab and for empty slabs, so no pointer validates.
-  alignas(kCacheLine) uint32_t div_magic = 0;
+  alignas(kCacheLine) uint32_t div_inverse = 0;  // block_divider(block_size)
   uint32_t capacity = 0;
   uint32_t block_size = 0;
+  uint8_t div_shift = 0;
   uint8_t cls = 0;
   uint8_t index = 0;  // position in its SuperSlab
   SlabState state = SlabState::kHeader;
@@ -130,11 +131,8 @@ HAK_FAST_PATH Slab* slab_of(const void* p) {
 // block of a slab that serves a class. Cheap enough for every free.
 HAK_FAST_PATH uint32_t block_index(const Slab& slab, const void* p) {
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
-  uint32_t index = static_cast<uint32_t>((uint64_t{offset} * slab.div_magic) >> 32);
-  if (HAK_UNLIKELY((index * slab.block_size != offset) | (index >= slab.capacity))) {
-    return UINT32_MAX;
-  }
-  return index;
+  uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
+  return HAK_LIKELY(index < slab.capacity) ? index : UINT32_MAX;
 }
 
 HAK_FAST_PATH void*& next_of(void* block) {

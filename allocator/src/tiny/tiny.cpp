@@ -26,8 +26,7 @@ namespace {
 constinit thread_local bool t_exited [[gnu::tls_model("initial-exec")]] = false;
 
 // Slow-path tuning.
-constexpr uint32_t kHotTicks = 4;     // slow paths of a class this close together: batch *= 2
-constexpr uint32_t kColdTicks = 256;  // this far apart: batch /= 2
+constexpr uint32_t kColdTicks = 256;  // slow paths of a class this far apart: batch /= 2
 constexpr unsigned kFullScan = 16;    // full slabs checked for remote frees before a new slab
 constexpr unsigned kRouteRuns = 8;    // open per-slab chains while routing blocks remote
 
@@ -203,15 +202,18 @@ uint32_t route_blocks(Heap* heap, void* chain) {
 // ---------------------------------------------------------------------------------------------
 // Refill.
 
+// The learning rule: every refill or spill of a class is a sign of demand the cache could not
+// absorb, so its batch doubles (up to max_batch); a class whose previous slow path lies kColdTicks
+// of this heap's slow paths back has gone quiet, so its batch halves (down to kMinBatch).
 void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
   uint32_t tick = ++heap->ticks;
   uint32_t since = tick - *last_tick;
   *last_tick = tick;
   uint32_t batch = heap->batch[cls];
-  if (since <= kHotTicks) {
-    batch = batch * 2 < max_batch(cls) ? batch * 2 : max_batch(cls);
-  } else if (since >= kColdTicks) {
+  if (since >= kColdTicks) {
     batch = batch / 2 > kMinBatch ? batch / 2 : kMinBatch;
+  } else {
+    batch = batch * 2 < max_batch(cls) ? batch * 2 : max_batch(cls);
   }
   heap->batch[cls] = batch;
   if (!check_mode()) heap->cache[cls].cap = 2 * batch;

@@ -51,10 +51,9 @@ HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) {
   const Slab& slab =
       ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
-  uint32_t index = static_cast<uint32_t>((uint64_t{offset} * slab.div_magic) >> 32);
+  uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
   ClassCache& cache = t_heap->cache[slab.cls];
-  if (HAK_UNLIKELY((index * slab.block_size != offset) | (index >= slab.capacity) |
-                   (cache.count >= cache.cap))) {
+  if (HAK_UNLIKELY((index >= slab.capacity) | (cache.count >= cache.cap))) {
     return free_slow(p);
   }
   if constexpr (kDebugChecks) debug_mark_freed(p, slab);

@@ -34,12 +34,18 @@ TEST(TinySizeClasses, EverySizeMapsToTheSmallestClassThatFits) {
   }
 }
 
-TEST(TinySizeClasses, DivisionMagicIsExactForEveryOffsetOfASlab) {
+TEST(TinySizeClasses, BlockDividerFindsExactlyTheBlockStartsOfASlab) {
   for (unsigned c = 0; c < kClassCount; ++c) {
-    uint32_t size = kClassSizes[c], magic = division_magic(size);
+    uint32_t size = kClassSizes[c];
+    uint32_t capacity = static_cast<uint32_t>(kSlabSize / size);
+    BlockDivider divider = block_divider(size);
     for (uint32_t offset = 0; offset < kSlabSize; ++offset) {
-      ASSERT_EQ(uint32_t((uint64_t{offset} * magic) >> 32), offset / size)
-          << "size " << size << " offset " << offset;
+      uint32_t index = divide_offset(offset, divider.inverse, divider.shift);
+      bool block_start = offset % size == 0 && offset / size < capacity;
+      ASSERT_EQ(index < capacity, block_start) << "size " << size << " offset " << offset;
+      if (block_start) {
+        ASSERT_EQ(index, offset / size);
+      }
     }
   }
 }
