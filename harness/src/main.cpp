@@ -105,6 +105,11 @@ std::string as_run_error(std::string msg) {
 }
 
 void check_catalog_or_die(const SweepConfig& config, const BuildPaths& paths) {
+  try {
+    check_cpus_usable(config.cpus);
+  } catch (const std::invalid_argument& e) {
+    die(std::string("cpus: ") + e.what());
+  }
   bool needs_runner = std::any_of(config.workloads.begin(), config.workloads.end(),
                                   [](const WorkloadEntry& e) { return e.name != kMicroWorkload; });
   std::vector<WorkloadInfo> catalog;

@@ -81,6 +81,7 @@ void PerfCounters::open_on(pid_t pid) {
     attr.enable_on_exec = 1;
     long fd = perf_event_open(&attr, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
     if (fd < 0) {
+      if (errno == ESRCH) return;  // the child is already gone: nothing to say about counters
       std::string err = std::strerror(errno);
       if (s.type == PERF_TYPE_HARDWARE) {
         hw_err = err;

@@ -43,7 +43,8 @@ std::vector<int> parse_cpu_list(const std::string& text) {
   std::vector<int> cpus;
   std::size_t pos = 0;
   auto number = [&](const std::string& s) {
-    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 5)
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 5 ||
+        std::stoi(s) >= CPU_SETSIZE)
       throw std::invalid_argument("bad CPU number '" + s + "' in '" + text + "'");
     return std::stoi(s);
   };
@@ -63,6 +64,17 @@ std::vector<int> parse_cpu_list(const std::string& text) {
   }
   if (cpus.empty()) throw std::invalid_argument("empty CPU list");
   return cpus;
+}
+
+void check_cpus_usable(const std::vector<int>& cpus) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  for (int c : cpus)
+    if (!CPU_ISSET(c, &allowed))
+      throw std::invalid_argument("CPU " + std::to_string(c) +
+                                  " is not one this process may run on (" +
+                                  std::to_string(CPU_COUNT(&allowed)) + " CPU(s) allowed)");
 }
 
 static std::string runner_for(const TrialSpec& spec, const BuildPaths& paths) {
@@ -286,11 +298,6 @@ TrialOutcome run_trial(const TrialSpec& spec, const BuildPaths& paths) {
     ::dup2(err_pipe[1], 2);
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
-    if (!spec.cpus.empty() && ::sched_setaffinity(0, sizeof set, &set) != 0) {
-      const char msg[] = "hakbench: sched_setaffinity failed\n";
-      (void)!::write(2, msg, sizeof msg - 1);
-      ::_exit(126);
-    }
     // Wait until the parent has opened the counters on us.
     ::close(go_pipe[1]);
     char go = 0;
@@ -299,6 +306,11 @@ TrialOutcome run_trial(const TrialSpec& spec, const BuildPaths& paths) {
       n = ::read(go_pipe[0], &go, 1);
     } while (n < 0 && errno == EINTR);
     if (n != 1) ::_exit(126);
+    if (!spec.cpus.empty() && ::sched_setaffinity(0, sizeof set, &set) != 0) {
+      const char msg[] = "hakbench: sched_setaffinity failed\n";
+      (void)!::write(2, msg, sizeof msg - 1);
+      ::_exit(126);
+    }
     ::execve(argv[0], argv.data(), envp.data());
     const char msg[] = "hakbench: execve failed\n";
     (void)!::write(2, msg, sizeof msg - 1);

@@ -59,6 +59,8 @@ std::string format_params(Params params);
 std::string signal_name(int sig);
 // Parses "0,1,4-6" into a CPU list; throws std::invalid_argument naming the bad part.
 std::vector<int> parse_cpu_list(const std::string& text);
+// Throws std::invalid_argument naming a CPU this process may not run on.
+void check_cpus_usable(const std::vector<int>& cpus);
 
 // The argv a trial executes (runner, arguments, and valgrind in front under callgrind).
 std::vector<std::string> trial_argv(const TrialSpec& spec, const BuildPaths& paths,
