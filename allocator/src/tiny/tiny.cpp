@@ -244,6 +244,9 @@ void take_from_slab(Slab* slab, uint32_t want, Chain& chain, bool check) {
 // A slab of class cls with blocks to give: a full one that received remote frees, else one from
 // the pool. It becomes the head of heap->avail[cls].
 Slab* next_slab_slow(Heap* heap, unsigned cls) {
+  // Blocks routed home from a stale spill queue may make one of our slabs available again.
+  drain_stale_queues(heap);
+  if (heap->avail[cls] != nullptr) return heap->avail[cls];
   Slab*& full = heap->full[cls];
   for (unsigned i = 0; i < kFullScan && full != nullptr; ++i) {
     Slab* slab = full;
@@ -256,7 +259,6 @@ Slab* next_slab_slow(Heap* heap, unsigned cls) {
       return slab;
     }
   }
-  drain_stale_queues(heap);
   Slab* slab;
   {
     pool::Guard guard;

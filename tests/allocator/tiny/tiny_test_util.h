@@ -18,7 +18,7 @@
 namespace hak_test {
 
 #if defined(HAK_TEST_SANITIZED)
-inline constexpr int kScale = 10;  // sanitizers: a tenth of the work
+inline constexpr int kScale = 4;  // sanitizers: a quarter of the work
 #elif !defined(NDEBUG)
 inline constexpr int kScale = 2;  // debug builds check every block
 #else

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <mutex>
@@ -237,5 +239,54 @@ TEST(TinyThreads, ProducerConsumerRecyclesThroughCaches) {
   producer.join();
   consumer.join();
   EXPECT_LE(stats().superslabs_live, live_before + 6);
+  expect_all_memory_accounted();
+}
+
+// fork() while other threads allocate: the router registers tiny's prefork/postfork handlers with
+// pthread_atfork, so the child finds every lock free and keeps allocating, also in new threads.
+TEST(TinyThreads, ForkWhileOtherThreadsAllocate) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 3; ++t) {
+    workers.emplace_back([&, t] {
+      Rng rng(t + 100);
+      std::vector<void*> blocks(64, nullptr);
+      while (!stop.load(std::memory_order_relaxed)) {
+        size_t slot = rng.below(blocks.size());
+        hak_free(blocks[slot]);
+        blocks[slot] = hak_malloc(rng.below(hak::kTinyMaxSize + 1));
+        if (rng.below(5000) == 0) std::thread([] { hak_free(hak_malloc(64)); }).join();
+      }
+      for (void* p : blocks) hak_free(p);
+    });
+  }
+  for (int i = 0; i < 10; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(30);  // a deadlocked child fails the test instead of hanging it
+      bool ok = true;
+      std::vector<void*> blocks;
+      for (int j = 0; j < 5000; ++j) {
+        void* p = hak_malloc(j % 1025);
+        fill(p, j % 1025, j);
+        blocks.push_back(p);
+      }
+      for (int j = 0; j < 5000; ++j) ok &= intact(blocks[j], j % 1025, j);
+      for (void* p : blocks) hak_free(p);
+#if !defined(HAK_TEST_SANITIZED)  // TSan does not allow threads in a child of a threaded parent
+      std::thread([&] {
+        for (int j = 0; j < 1000; ++j) hak_free(hak_malloc(j % 1025));
+      }).join();
+#endif
+      hak_collect();
+      _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  }
+  stop.store(true);
+  for (auto& t : workers) t.join();
   expect_all_memory_accounted();
 }
