@@ -81,6 +81,7 @@ SuperSlab* map_superslab() {
     errno = ENOMEM;
     return nullptr;
   }
+  if (options().verbose) log_message("tiny: mapped SuperSlab %p", memory);
   return ss;
 }
 
@@ -103,6 +104,7 @@ void retire_superslab_locked(SuperSlab* ss) {
   if (ss->all_next != nullptr) ss->all_next->all_prev = ss->all_prev;
   if (g_all == ss) g_all = ss->all_next;
   chunk_map::unregister_range(ss, kChunkSize);
+  if (options().verbose) log_message("tiny: returning SuperSlab %p to the OS", ss);
   --g_superslabs_live;
   ++g_superslabs_returned;
   ss->next = g_to_unmap;

@@ -71,7 +71,8 @@ inline bool plausible_block(const void* block, unsigned cls) {
 
 // Producer side: pushes the chain head..tail with one CAS. The caller must not touch the slab
 // afterwards (it may become empty and be unmapped as soon as the owner drains the push).
-inline void remote_push(Slab* slab, void* head, void* tail) {
+inline void remote_push(Slab* slab, void* head, void* tail, uint32_t count) {
+  slab->remote_count.fetch_add(count, std::memory_order_relaxed);
   void* old = slab->remote.load(std::memory_order_relaxed);
   do {
     next_of(tail) = old;
@@ -103,6 +104,7 @@ inline uint32_t drain_remote(Slab* slab, bool check) {
   }
   next_of(tail) = slab->free;
   slab->free = chain;
+  slab->remote_count.fetch_sub(n, std::memory_order_relaxed);
   HAK_DEBUG_CHECK(slab->used.load(std::memory_order_relaxed) >= n,
                   "slab %p of class %u: %u remote frees but only %u blocks used", slab->area(),
                   slab->cls, n, slab->used.load(std::memory_order_relaxed));

@@ -83,6 +83,9 @@ struct Slab {
 
   // Line 3: the remote list, apart from what the owner writes, so pushers do not false-share.
   alignas(kCacheLine) std::atomic<void*> remote{nullptr};
+  // Blocks pushed and not yet drained (stats only: bytes_in_use excludes them). Relaxed RMW,
+  // added before the push (after it the slab may already be gone), subtracted by the drainer.
+  std::atomic<uint32_t> remote_count{0};
 
   char* area() const;  // first block
   SuperSlab* superslab() const;

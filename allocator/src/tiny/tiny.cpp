@@ -150,7 +150,7 @@ uint32_t route_blocks(Heap* heap, void* chain) {
   unsigned open = 0, victim = 0;
   uint32_t total = 0, remote = 0;
   auto flush = [&](Run& run) {
-    remote_push(run.slab, run.head, run.tail);  // the slab is not touched after this
+    remote_push(run.slab, run.head, run.tail, run.count);  // the slab is not touched after this
     remote += run.count;
   };
   bool check = marking();
@@ -501,7 +501,7 @@ void free_direct(Heap* heap, Slab* slab, void* block) {
     return;
   }
   next_of(block) = nullptr;
-  remote_push(slab, block, block);
+  remote_push(slab, block, block, 1);
   if (heap != nullptr) {
     bump(heap->counters.remote_frees);
   } else {
@@ -729,7 +729,11 @@ void fill_stats(hak_stats_t* out) {
       for (unsigned i = kFirstBlockSlab; i < kSlabsPerSuperSlab; ++i) {
         const Slab& slab = ss->slabs[i];
         if (slab.state == SlabState::kOwned || slab.state == SlabState::kAbandoned) {
-          used_bytes += uint64_t{slab.used.load(std::memory_order_relaxed)} * slab.block_size;
+          // Blocks pushed onto the remote list are free, though `used` counts them until the
+          // owner drains them.
+          uint32_t used = slab.used.load(std::memory_order_relaxed);
+          uint32_t remote = slab.remote_count.load(std::memory_order_relaxed);
+          used_bytes += uint64_t{used > remote ? used - remote : 0} * slab.block_size;
         }
       }
     });
