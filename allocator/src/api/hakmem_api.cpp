@@ -94,6 +94,10 @@ void* route_realloc(void* p, size_t size) {
   size_t usable = route_usable_size(p);
   // Keep the block when the new size fits and would not waste more than half of it.
   if (size <= usable && size >= usable / 2) return p;
+  // A large block that must move moves its pages, not its bytes.
+  if (entry.kind() == chunk_map::Kind::kLarge && size > usable) {
+    if (void* moved = large::grow_by_moving(p, entry, size)) return moved;
+  }
   void* fresh = route_malloc(size);
   if (fresh == nullptr) return nullptr;  // p stays valid, as realloc requires
   std::memcpy(fresh, p, usable < size ? usable : size);

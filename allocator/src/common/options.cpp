@@ -44,7 +44,7 @@ constexpr OptionSpec kOptionTable[] = {
     {"HAKMEM_LARGE_CACHE_MB", Kind::kUnsigned, offsetof(Options, large_cache_mb),
      "bytes of freed large spans kept mapped for reuse, in MiB (default 64)"},
     {"HAKMEM_LARGE_COMMIT_MB", Kind::kUnsigned, offsetof(Options, large_commit_mb),
-     "of the cached large spans, MiB kept committed; the rest are decommitted (default 16)"},
+     "of the cached large spans, MiB kept committed; the rest are decommitted (default 32)"},
     {"HAKMEM_OS_FAIL_AFTER", Kind::kUnsigned, offsetof(Options, os_fail_after),
      "testing: after N successful OS mappings every further mapping fails (0: never)"},
 };

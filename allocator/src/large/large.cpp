@@ -221,6 +221,40 @@ bool resize_in_place(void* p, chunk_map::Entry entry, size_t new_size) {
   return true;
 }
 
+void* grow_by_moving(void* p, chunk_map::Entry entry, size_t new_size) {
+  SpanHeader* header = validated_header(p, entry);
+  size_t mapped = header->mapped;
+  size_t offset = header->offset;
+  size_t needed = align_up(offset + new_size, kPageSize);
+  if (new_size > (SIZE_MAX >> 1) || needed <= mapped) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // offset == the alignment asked for when that was above 64 B: keep it for spans above 2 MiB.
+  char* dst = static_cast<char*>(os::map(needed, offset > kChunkSize ? offset : kChunkSize));
+  if (dst == nullptr) return nullptr;
+  auto* moved = reinterpret_cast<SpanHeader*>(dst);
+  // Register the new range first (the only step that can fail), then move the old pages over
+  // its start; nobody looks dst up before the block is handed out.
+  if (!chunk_map::register_range(dst, needed, chunk_map::Kind::kLarge, moved)) {
+    chunk_map::unregister_range(dst, needed);
+    os::unmap(dst, needed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (!os::move_pages(header, mapped, dst)) {
+    chunk_map::unregister_range(dst, needed);
+    os::unmap(dst, needed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  chunk_map::unregister_range(header, mapped);  // header now points at unmapped memory
+  moved->mapped = needed;
+  moved->block = dst + offset;
+  g_live_bytes.fetch_add(needed - mapped, std::memory_order_relaxed);
+  return moved->block;
+}
+
 void collect() {
   SpanHeader* spans[kCacheSlots];
   size_t count;

@@ -28,6 +28,9 @@ size_t usable_size(const void* p, chunk_map::Entry entry);
 // Resizes in place: grows with mremap where the pages after the span are free, shrinks by
 // unmapping the tail. False when it cannot (the block is unchanged).
 bool resize_in_place(void* p, chunk_map::Entry entry, size_t new_size);
+// Grows a block by moving its pages (mremap) to a new, larger span: realloc without a copy.
+// Returns the new block, or nullptr (errno = ENOMEM) leaving p unchanged.
+void* grow_by_moving(void* p, chunk_map::Entry entry, size_t new_size);
 // Returns every cached span to the OS.
 void collect();
 // pthread_atfork handlers around the cache lock.

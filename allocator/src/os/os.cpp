@@ -113,6 +113,15 @@ bool remap_in_place(void* p, size_t old_size, size_t new_size) {
   return true;
 }
 
+bool move_pages(void* p, size_t size, void* dst) {
+  void* q = ::mremap(p, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+  if (q == MAP_FAILED) return false;
+  // dst's pages were already counted by map(); the source range is gone.
+  g_bytes_mapped.fetch_sub(size, std::memory_order_relaxed);
+  g_unmap_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 void inject_map_failures(uint64_t successes) {
   g_budget_from_options.store(true, std::memory_order_relaxed);
   g_map_budget.store(successes, std::memory_order_relaxed);

@@ -7,6 +7,7 @@
 //  - unmap(p, size): p and size exactly as a previous map (or a page-aligned part of it).
 //  - decommit(p, size): the pages go back to the OS; the range stays mapped and reads as zero.
 //  - remap(p, old_size, new_size): grows or shrinks a mapping in place; false if it cannot.
+//  - move_pages(p, size, dst): relocates a mapping's pages over part of another mapping.
 #pragma once
 
 #include "common/base.h"
@@ -19,6 +20,9 @@ void* map(size_t size, size_t alignment = kPageSize);
 void unmap(void* p, size_t size);
 void decommit(void* p, size_t size);
 bool remap_in_place(void* p, size_t old_size, size_t new_size);
+// Moves the pages of [p, p + size) to [dst, dst + size), which must lie inside a mapping from
+// map(); the old range is unmapped. No copy: page tables move. False (nothing changed) on failure.
+bool move_pages(void* p, size_t size, void* dst);
 
 // Testing: let `successes` more mappings succeed, then fail every later one until called again
 // with UINT64_MAX (never fail).

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/chunk_map.h"
+#include "common/options.h"
 #include "os/os.h"
 
 namespace hak::large {
@@ -72,16 +73,20 @@ TEST(Large, TheCacheDoesNotHandOutSpansTwiceTheSize) {
 
 TEST(Large, CachedSpansBeyondTheCommitLimitAreDecommitted) {
   collect();
+  // More 1 MiB spans than the commit limit holds, fewer than the cache limit.
+  const int commit_mb = static_cast<int>(options().large_commit_mb);
+  const int count = commit_mb + 8;
+  ASSERT_LT(count, static_cast<int>(options().large_cache_mb));
   std::vector<void*> spans;
-  for (int i = 0; i < 24; ++i) spans.push_back(alloc(1 << 20, 16));  // 24 MiB > 16 MiB limit
+  for (int i = 0; i < count; ++i) spans.push_back(alloc(1 << 20, 16));
   for (void* p : spans) std::memset(p, 0x77, 1 << 20);
   hak_stats_t before = stats();
   for (void* p : spans) span_free(p);
   hak_stats_t after = stats();
   EXPECT_GE(after.os_decommit_calls - before.os_decommit_calls, 7u);
-  EXPECT_EQ(after.os_unmap_calls, before.os_unmap_calls);  // 24 MiB fit the 64 MiB cache
+  EXPECT_EQ(after.os_unmap_calls, before.os_unmap_calls);  // all fit the cache
   // A recycled span asked for zeros reads as zeros, decommitted or not.
-  for (int i = 0; i < 24; ++i) {
+  for (int i = 0; i < count; ++i) {
     auto* p = static_cast<unsigned char*>(alloc(1 << 20, 16, true));
     for (size_t j = 0; j < (1 << 20); j += 512) ASSERT_EQ(p[j], 0) << i << " " << j;
     spans[i] = p;
@@ -93,12 +98,16 @@ TEST(Large, CachedSpansBeyondTheCommitLimitAreDecommitted) {
 TEST(Large, TheCacheIsBoundedByItsByteLimit) {
   collect();
   std::vector<void*> spans;
-  for (int i = 0; i < 40; ++i) spans.push_back(alloc(3 << 20, 16));  // 120 MiB > 64 MiB
+  // 3 MiB spans worth almost twice the cache limit.
+  const int count = static_cast<int>(options().large_cache_mb) * 2 / 3;
+  for (int i = 0; i < count; ++i) spans.push_back(alloc(3 << 20, 16));
   hak_stats_t before = stats();
   for (void* p : spans) span_free(p);
   hak_stats_t after = stats();
-  EXPECT_GE(after.os_unmap_calls - before.os_unmap_calls, 18u);
-  EXPECT_LE(after.bytes_mapped, before.bytes_mapped - (50ull << 20));
+  // At most cache_limit / 3 MiB spans stay: the rest were unmapped.
+  const uint64_t kept = options().large_cache_mb / 3;
+  EXPECT_GE(after.os_unmap_calls - before.os_unmap_calls, count - kept);
+  EXPECT_GE(before.bytes_mapped - after.bytes_mapped, (count - kept) * (3ull << 20));
   collect();
 }
 
@@ -119,6 +128,25 @@ TEST(Large, GrowsAndShrinksInPlaceKeepingTheData) {
   span_free(p);
 }
 
+TEST(Large, GrowingByMovingPagesKeepsTheDataAndTheAlignment) {
+  for (size_t alignment : {size_t{16}, size_t{4} << 20}) {
+    auto* p = static_cast<unsigned char*>(alloc(3 << 20, alignment));
+    for (size_t i = 0; i < (3 << 20); ++i) p[i] = static_cast<unsigned char>(i * 13);
+    hak_stats_t before = stats();
+    auto* q = static_cast<unsigned char*>(grow_by_moving(p, chunk_map::lookup(p), 20 << 20));
+    hak_stats_t after = stats();
+    ASSERT_NE(q, nullptr);
+    EXPECT_NE(q, p);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(q) % alignment, 0u);
+    EXPECT_EQ(chunk_map::lookup(p).kind(), chunk_map::Kind::kNone);  // the old span is gone
+    EXPECT_GE(span_usable(q), size_t{20} << 20);
+    EXPECT_EQ(after.large_spans_live, before.large_spans_live);
+    for (size_t i = 0; i < (3 << 20); ++i) ASSERT_EQ(q[i], static_cast<unsigned char>(i * 13));
+    std::memset(q + (3 << 20), 0x22, 17 << 20);
+    span_free(q);
+  }
+}
+
 TEST(Large, OutOfMemoryIsNullAndEnomem) {
   collect();
   os::inject_map_failures(0);
@@ -127,6 +155,15 @@ TEST(Large, OutOfMemoryIsNullAndEnomem) {
   os::inject_map_failures(UINT64_MAX);
   EXPECT_EQ(p, nullptr);
   EXPECT_EQ(errno, ENOMEM);
+  void* small = alloc(1 << 20, 16);
+  os::inject_map_failures(0);
+  errno = 0;
+  void* q = grow_by_moving(small, chunk_map::lookup(small), 9 << 20);
+  os::inject_map_failures(UINT64_MAX);
+  EXPECT_EQ(q, nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_EQ(span_usable(small), (size_t{1} << 20) + 4096 - 64);  // untouched
+  span_free(small);
   errno = 0;
   EXPECT_EQ(alloc(SIZE_MAX - 100, 16), nullptr);
   EXPECT_EQ(errno, ENOMEM);
