@@ -54,6 +54,7 @@ struct alignas(kCacheLine) Heap {
   uint32_t last_refill_tick[kClassCount];
   uint32_t last_spill_tick[kClassCount];
   uint32_t ticks;
+  uint32_t sweep_class;  // where the next sweep of full slabs starts
   Slab* avail[kClassCount];
   Slab* full[kClassCount];
   // Cache lengths as of the last slow path, for other threads' stats snapshots.

@@ -29,6 +29,8 @@ constinit thread_local bool t_exited [[gnu::tls_model("initial-exec")]] = false;
 constexpr uint32_t kColdTicks = 256;  // slow paths of a class this far apart: batch /= 2
 constexpr unsigned kFullScan = 16;    // full slabs checked for remote frees before a new slab
 constexpr unsigned kRouteRuns = 8;    // open per-slab chains while routing blocks remote
+constexpr uint32_t kSweepTicks = 64;  // slow paths between sweeps of a heap's full slabs
+constexpr unsigned kSweepSlabs = 8;   // full slabs looked at per sweep
 
 bool check_mode() {
   return options().check;
@@ -290,9 +292,46 @@ void take_from_queue(Heap* heap, unsigned cls, uint32_t want, Chain& chain) {
   queue_note_drained(cls, n);
 }
 
+// Every kSweepTicks slow paths a heap looks at a few of its full slabs in other classes: ones that
+// remote frees emptied go back to the pool (a slab of a class the thread no longer allocates would
+// otherwise wait for the thread's exit), ones with free blocks become available again.
+void sweep_full_slabs(Heap* heap) {
+  bool check = marking();
+  Slab* empty = nullptr;
+  for (unsigned round = 0, looked = 0; round < kClassCount && looked < kSweepSlabs; ++round) {
+    unsigned cls = heap->sweep_class;
+    heap->sweep_class = (cls + 1) % kClassCount;
+    Slab*& full = heap->full[cls];
+    for (unsigned i = 0; i < kSweepSlabs && full != nullptr; ++i, ++looked) {
+      Slab* slab = full;
+      full = slab->next;
+      // Relaxed: a hint; drain_remote acquires.
+      if (slab->remote.load(std::memory_order_relaxed) == nullptr) continue;
+      drain_remote(slab, check);
+      ring_remove(full, slab);
+      if (slab->used.load(std::memory_order_relaxed) == 0) {
+        slab->list = SlabList::kNone;
+        slab->next = empty;
+        empty = slab;
+      } else {
+        ring_push_back(heap->avail[cls], slab);
+        slab->list = SlabList::kAvail;
+      }
+    }
+  }
+  if (empty == nullptr) return;
+  pool::Guard guard;
+  while (empty != nullptr) {
+    Slab* next = empty->next;
+    pool::release_locked(empty);
+    empty = next;
+  }
+}
+
 // Fills heap's empty cache of class cls with a batch; returns how many blocks it holds.
 uint32_t refill(Heap* heap, unsigned cls) {
   adapt(heap, cls, &heap->last_refill_tick[cls]);
+  if (HAK_UNLIKELY(heap->ticks % kSweepTicks == 0)) sweep_full_slabs(heap);
   bool check = marking();
   uint32_t want = check_mode() ? 1 : heap->batch[cls];
   Chain chain;

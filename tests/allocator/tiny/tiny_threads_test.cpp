@@ -290,3 +290,33 @@ TEST(TinyThreads, ForkWhileOtherThreadsAllocate) {
   for (auto& t : workers) t.join();
   expect_all_memory_accounted();
 }
+
+// A thread's slabs of a class it stopped using, emptied by another thread's frees, go back to the
+// pool while the thread keeps working in other classes (no collect, no thread exit).
+TEST(TinyThreads, SlabsEmptiedByRemoteFreesLeaveAnOwnerBusyElsewhere) {
+  hak_collect();
+  unsigned c64 = hak::tiny::size_to_class(64);
+  uint64_t slabs_before = stats().tiny_slabs_per_class[c64];
+  uint64_t held_after_remote_frees = 0, held_later = 0;
+  std::thread([&] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 5000; ++i) blocks.push_back(hak_malloc(64));
+    // Freed by short threads, a few each: their caches never spill, their exits send the blocks
+    // home onto the slabs' remote lists.
+    for (size_t first = 0; first < blocks.size(); first += 10) {
+      std::thread([&, first] {
+        for (size_t i = first; i < first + 10 && i < blocks.size(); ++i) hak_free(blocks[i]);
+      }).join();
+    }
+    held_after_remote_frees = stats().tiny_slabs_per_class[c64];
+    for (int round = 0; round < 20; ++round) {  // busy in another class: slow paths, new slabs
+      std::vector<void*> other;
+      for (int i = 0; i < 2000; ++i) other.push_back(hak_malloc(512));
+      for (void* p : other) hak_free(p);
+    }
+    held_later = stats().tiny_slabs_per_class[c64];
+  }).join();
+  EXPECT_GE(held_after_remote_frees, slabs_before + 4);
+  EXPECT_LE(held_later, slabs_before + 1);
+  expect_all_memory_accounted();
+}
