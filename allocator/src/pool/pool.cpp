@@ -73,6 +73,7 @@ Block* pop_local(Heap* heap, unsigned c) {
   if (block == nullptr) return nullptr;
   list.head = block->next;
   list.count.store(list.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  block->freed = 0;
   return block;
 }
 
@@ -297,8 +298,9 @@ void on_thread_exit(void* arg) {
 void* carve(Heap* heap, unsigned c) {
   BumpRun& run = heap->runs[c];
   if (run.cursor == run.end && !refill(heap, c)) return nullptr;
-  char* block = run.cursor;
+  auto* block = reinterpret_cast<Block*>(run.cursor);
   run.cursor += class_size(c);
+  block->freed = 0;  // a recycled chunk may hold anything
   ++chunk_of(block)->carved;
   add_relaxed(heap->carved_bytes, static_cast<int64_t>(class_size(c)));
   return block;
@@ -342,9 +344,17 @@ void* detail::alloc_slow(Heap* heap, unsigned c) {
 }
 
 void detail::free_slow(void* p, Chunk* chunk, uint8_t c) {
-  if (c >= kClassCount || chunk->heap == nullptr || g_checked) validate_block(p, chunk, c);
-  Heap* owner = chunk->heap;
   auto* block = static_cast<Block*>(p);
+  if (c >= kClassCount || chunk->heap == nullptr || g_checked) {
+    validate_block(p, chunk, c);
+    if (g_checked) {
+      if (block->freed == kFreedCookie) {
+        fatal("free(%p): double free of a %zu-byte pool block", p, class_size(c));
+      }
+      block->freed = kFreedCookie;
+    }
+  }
+  Heap* owner = chunk->heap;
   if (owner == t_heap) return push_local(owner, c, block);
   // Remote free. Release publishes block->next (and the program's writes to the block) to the
   // owner's acquiring exchange; relaxed on failure, we only retry.

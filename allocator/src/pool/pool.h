@@ -58,9 +58,14 @@ HAK_FAST_PATH unsigned class_of(size_t size) {
   return 4 * (d - 10) + step;
 }
 
+// A free block's first two words. `freed` is kFreedCookie while the block is free in checked mode
+// (HAKMEM_CHECK=1 or debug builds) and cleared whenever a block is handed out, so a second free
+// of the same block is caught; every block is at least 1280 bytes, so both words are there.
 struct Block {
   Block* next;
+  uint64_t freed;
 };
+inline constexpr uint64_t kFreedCookie = 0xf7ee'd0d0'f7ee'd0d0ULL;
 
 struct Heap;
 
@@ -128,6 +133,7 @@ HAK_FAST_PATH void* alloc(size_t size) {
   if (HAK_UNLIKELY(block == nullptr)) return detail::alloc_slow(heap, c);
   list.head = block->next;
   list.count.store(list.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  block->freed = 0;
   return block;
 }
 

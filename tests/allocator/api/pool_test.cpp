@@ -206,5 +206,20 @@ TEST(PoolDeathTest, UsableSizeOfAPointerInsideABlockIsRefused) {
   pool_free(p);
 }
 
+TEST(PoolDeathTest, DoubleFreeIsReportedInCheckedMode) {
+  bool saved = detail::g_checked;
+  detail::g_checked = true;  // what HAKMEM_CHECK=1 sets at start-up
+  void* p = alloc(3000);
+  void* q = alloc(3000);
+  pool_free(p);
+  EXPECT_DEATH(pool_free(p), "double free of a 3072-byte pool block");
+  // Blocks handed out again are not mistaken for freed ones.
+  void* again = alloc(3000);
+  EXPECT_EQ(again, p);
+  pool_free(again);
+  pool_free(q);
+  detail::g_checked = saved;
+}
+
 }  // namespace
 }  // namespace hak::pool
