@@ -26,6 +26,7 @@ SuperSlab* g_wholly_empty = nullptr;  // ring: every block slab empty; unmapped 
 Slab* g_abandoned[kClassCount] = {};  // rings of abandoned slabs per class
 SuperSlab* g_to_unmap = nullptr;      // unlinked and unregistered; unmapped by ~Guard
 unsigned g_maintenance_class = 0;
+uint64_t g_last_decommit_ms = 0;
 uint64_t g_superslabs_live = 0;
 uint64_t g_superslabs_peak = 0;
 uint64_t g_superslabs_returned = 0;
@@ -41,6 +42,8 @@ uint64_t now_ms() {
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
+
+void decommit_idle_slabs_locked(bool force);
 
 bool has_free_blocks(const Slab* slab) {
   return slab->free != nullptr || slab->carved < slab->capacity;
@@ -116,7 +119,10 @@ Slab* take_empty_locked() {
   if (ss == nullptr) return nullptr;
   unlink_ss(ss);
   unsigned index = static_cast<unsigned>(__builtin_ctz(ss->empty_mask));
-  ss->empty_mask &= ~(uint32_t{1} << index);
+  uint32_t bit = uint32_t{1} << index;
+  ss->empty_mask &= ~bit;
+  ss->decommitted_mask &= ~bit;  // its pages fault back in, zeroed, as it is carved
+  ss->aged_mask &= ~bit;
   --ss->empty_count;
   if (ss->empty_count > 0) link_with_empty(ss);
   return &ss->slabs[index];
@@ -256,6 +262,7 @@ void maintain_locked(bool force) {
     }
     g_maintenance_class = (cls + 1) % kClassCount;
   }
+  decommit_idle_slabs_locked(force);
   if (g_wholly_empty == nullptr) return;
   uint64_t delay = options().release_delay_ms;
   uint64_t now = force || delay == 0 ? 0 : now_ms();
@@ -265,6 +272,36 @@ void maintain_locked(bool force) {
     retire_superslab_locked(oldest);
   }
 }
+
+namespace {
+
+// Empty slabs of SuperSlabs still in use give their pages back to the OS once they have stayed
+// empty for a whole release delay (seen empty by two passes a delay apart), or at once when forced.
+// Under the lock, so no thread can take a slab while its pages are being dropped.
+void decommit_idle_slabs_locked(bool force) {
+  uint64_t delay = options().release_delay_ms;
+  uint64_t now = now_ms();
+  if (!force && now - g_last_decommit_ms < (delay == 0 ? 1 : delay)) return;
+  g_last_decommit_ms = now;
+  SuperSlab* ss = g_with_empty;
+  if (ss == nullptr) return;
+  do {
+    uint32_t candidates = ss->empty_mask & ~ss->decommitted_mask;
+    uint32_t drop = force || delay == 0 ? candidates : candidates & ss->aged_mask;
+    ss->aged_mask = candidates & ~drop;
+    ss->decommitted_mask |= drop;
+    while (drop != 0) {  // one call per run of adjacent slabs
+      unsigned first = static_cast<unsigned>(__builtin_ctz(drop));
+      unsigned end = first;
+      while (end < kSlabsPerSuperSlab && (drop >> end & 1u)) ++end;
+      os::decommit(ss->slabs[first].area(), (end - first) * kSlabSize);
+      drop &= ~(((end == 32 ? 0u : 1u << end) - 1u) & ~((1u << first) - 1u));
+    }
+    ss = ss->next;
+  } while (ss != g_with_empty);
+}
+
+}  // namespace
 
 SuperSlab* first_superslab_locked() {
   return g_all;

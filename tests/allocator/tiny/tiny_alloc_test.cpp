@@ -3,6 +3,8 @@
 // invalid, interior and double frees.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <set>
@@ -307,4 +309,45 @@ TEST_F(TinyDeath, CheckModeStillAllocatesCorrectly) {
         _exit(ok ? 0 : 1);
       },
       ::testing::ExitedWithCode(0), "");
+}
+
+// Empty slabs of a SuperSlab that still holds live blocks give their pages back on collect.
+TEST(TinyAlloc, EmptySlabsOfABusySuperSlabAreDecommitted) {
+  hak_collect();
+  std::vector<char*> blocks;
+  for (int i = 0; i < 1024; ++i) {  // 16 slabs of 1 KiB blocks, every page touched
+    char* p = static_cast<char*>(hak_malloc(1024));
+    std::memset(p, 0x5a, 1024);
+    blocks.push_back(p);
+  }
+  char* keep = blocks.front();
+  uint64_t decommits = stats().os_decommit_calls;
+  for (size_t i = 1; i < blocks.size(); ++i) hak_free(blocks[i]);
+  hak_collect();
+  EXPECT_GT(stats().os_decommit_calls, decommits);
+  // The last block's slab is empty now: its pages are no longer resident.
+  char* last_page = reinterpret_cast<char*>(
+      hak::align_down(reinterpret_cast<uintptr_t>(blocks.back()), hak::kPageSize));
+  if (hak::tiny::slab_of(last_page) != hak::tiny::slab_of(keep)) {
+    unsigned char resident = 1;
+    if (mincore(last_page, hak::kPageSize, &resident) == 0) {
+      EXPECT_EQ(resident & 1, 0);
+    } else {
+      EXPECT_EQ(errno, ENOMEM);  // its whole SuperSlab went back to the OS: not resident either
+    }
+  }
+  EXPECT_TRUE(std::all_of(keep, keep + 1024, [](char c) { return c == 0x5a; }));
+  hak_free(keep);
+  // Decommitted slabs serve again, zero-filled or not, with intact contents.
+  for (int i = 0; i < 1024; ++i) {
+    char* p = static_cast<char*>(hak_malloc(1024));
+    std::memset(p, i & 0xff, 1024);
+    blocks[i] = p;
+  }
+  for (int i = 0; i < 1024; ++i) {
+    ASSERT_TRUE(
+        std::all_of(blocks[i], blocks[i] + 1024, [i](char c) { return c == char(i & 0xff); }));
+  }
+  for (char* p : blocks) hak_free(p);
+  hak_collect();
 }
