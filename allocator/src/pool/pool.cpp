@@ -253,7 +253,7 @@ Heap* attach_heap() {
     if (!g_key_created) {
       // pthread_key_create does not allocate; its destructor runs at thread exit.
       if (pthread_key_create(&g_key, on_thread_exit) == 0) g_key_created = true;
-      detail::g_checked = kDebugChecks || options().check;
+      if (options().check) detail::g_checked = true;  // starts as kDebugChecks
     }
     if (g_abandoned != nullptr) {
       heap = g_abandoned;
