@@ -89,10 +89,8 @@ TEST(TinyAlloc, AlignedAllocUpToOneKiBStaysTinyAndAligned) {
   }
 }
 
-// Disabled: api/route.h sends alignment <= 16 to plain malloc, which gives an 8-byte block
-// (8-aligned) for requests under 8 bytes; the router must round such requests up to 16 (reported to
-// the lead).
-TEST(TinyAlloc, DISABLED_AlignedAlloc16OfSizesBelow16) {
+// 16-byte alignment of requests under 16 bytes: the router rounds them up to the 16-byte class.
+TEST(TinyAlloc, AlignedAlloc16OfSizesBelow16) {
   for (size_t size = 0; size < 16; ++size) {
     void* p = hak_aligned_alloc(16, size);
     ASSERT_NE(p, nullptr);
