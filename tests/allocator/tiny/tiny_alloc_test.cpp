@@ -277,6 +277,20 @@ TEST_F(TinyDeath, HeaderPointerFreeIsFatalInCheckMode) {
       "SuperSlab header");
 }
 
+TEST_F(TinyDeath, FreeListCorruptionIsFatalInCheckMode) {
+  EXPECT_DEATH(
+      {
+        setenv("HAKMEM_CHECK", "1", 1);
+        void* keep = hak_malloc(64);
+        void* p = hak_malloc(64);
+        hak_free(p);
+        *static_cast<void**>(p) = reinterpret_cast<void*>(0x1230);  // a write after free
+        for (int i = 0; i < 3; ++i) hak_malloc(64);
+        hak_free(keep);
+      },
+      "free list .*corrupt");
+}
+
 TEST_F(TinyDeath, DebugBuildsCatchDoubleFreeWithoutTheOption) {
   if (!hak::kDebugChecks) GTEST_SKIP() << "release builds check only with HAKMEM_CHECK=1";
   EXPECT_DEATH(
@@ -348,4 +362,16 @@ TEST(TinyAlloc, EmptySlabsOfABusySuperSlabAreDecommitted) {
   }
   for (char* p : blocks) hak_free(p);
   hak_collect();
+}
+
+TEST_F(TinyDeath, DebugBuildsCatchCacheCorruptionWithoutTheOption) {
+  if (!hak::kDebugChecks) GTEST_SKIP() << "release builds check only with HAKMEM_CHECK=1";
+  EXPECT_DEATH(
+      {
+        void* p = hak_malloc(64);
+        hak_free(p);                                                // into the thread's cache
+        *static_cast<void**>(p) = reinterpret_cast<void*>(0x1230);  // a write after free
+        hak_malloc(64);
+      },
+      "free list of tiny class 4 is corrupt: 0x[0-9a-f]+ links to 0x1230");
 }
