@@ -17,8 +17,20 @@
 //    background spill thread, if any, is restarted on demand).
 //
 // Fast paths: alloc pops the class list (one unlikely exit when it is empty); free validates the
-// block boundary and pushes when the list has room (one unlikely exit for "invalid or full").
-// Everything else is in tiny.cpp.
+// block boundary and pushes when the list has room (one unlikely exit for "invalid or full"). A
+// free never asks who owns the block: blocks of other threads' slabs are cached like any other
+// and leave in chains when the cache spills. Everything else is in tiny.cpp:
+//  - refill (cache empty): the class's spill queue first (HAKMEM_BG_SPILL=inline), then the
+//    current slab (its remote list drained with one exchange, then its free list, then carving),
+//    then a full slab that received remote frees, then the pool (pool.h).
+//  - spill (cache over its cap): the oldest blocks leave; blocks of the thread's own slabs go
+//    back to their free lists (no atomics); the others go as one chain onto the class's spill queue
+//    (one CAS; inline and thread modes) or onto their slabs' remote lists (one CAS per run of
+//    blocks of one slab; off mode). Spill queues are emptied by the next refill of the class
+//    (inline), by a background thread every 1-50 ms (thread), and by slab acquisitions and thread
+//    exits when nobody touched them since the last look.
+//  - thread exit (pthread key destructor): caches flushed home, empty slabs to the pool, the
+//    others abandoned to it; later calls on that thread use a shared, locked orphan heap.
 #pragma once
 
 #include "common/chunk_map.h"
