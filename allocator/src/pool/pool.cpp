@@ -377,8 +377,9 @@ void* alloc_aligned(size_t alignment, size_t size) {
   unsigned c = class_of(size < kMinSize ? kMinSize : size);
   // Blocks of class c are aligned to the lowest set bit of its size (runs are page-aligned).
   while (c < kClassCount && (class_size(c) & (alignment - 1)) != 0) ++c;
-  if (c == kClassCount) return nullptr;
   Heap* heap = t_heap;
+  // After this thread's clean-up the pool has no heap to give; large spans honour alignment.
+  if (c == kClassCount || heap == &g_dead_heap) return nullptr;
   if (Block* block = pop_local(heap, c)) return block;
   void* p = detail::alloc_slow(heap, c);
   if (p == nullptr) errno = ENOMEM;

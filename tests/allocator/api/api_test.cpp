@@ -267,6 +267,9 @@ void late_destructor(void* arg) {
     EXPECT_NE(p, nullptr);
     std::memset(p, 0x42, size);
     hak_free(p);
+    void* aligned = hak_aligned_alloc(4096, size);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) % 4096, 0u) << size;
+    hak_free(aligned);
   }
   hak_free(blocks);
 }
