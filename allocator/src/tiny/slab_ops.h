@@ -93,7 +93,7 @@ inline uint32_t drain_remote(Slab* slab, bool check) {
   uint32_t n = 1;
   void* tail = chain;
   for (;;) {
-    if (check && slab_of(tail) != slab) {
+    if (check && !in_slab(tail, slab)) {
       fatal("remote free list of a slab of class %u (%u bytes) is corrupt at %p", slab->cls,
             slab->block_size, tail);
     }

@@ -132,6 +132,12 @@ HAK_FAST_PATH Slab* slab_of(const void* p) {
   return &ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
 }
 
+// Does p lie inside slab's block area? Pure address arithmetic: p may be garbage.
+inline bool in_slab(const void* p, const Slab* slab) {
+  return align_down(reinterpret_cast<uintptr_t>(p), kSlabSize) ==
+         reinterpret_cast<uintptr_t>(slab->area());
+}
+
 // The block index of p in its slab, or UINT32_MAX when p is not the start of a carved-or-carvable
 // block of a slab that serves a class. Cheap enough for every free.
 HAK_FAST_PATH uint32_t block_index(const Slab& slab, const void* p) {

@@ -227,7 +227,7 @@ void take_from_slab(Slab* slab, uint32_t want, Chain& chain, bool check) {
   while (taken < want && slab->free != nullptr) {
     void* block = slab->free;
     slab->free = next_of(block);
-    if (check && slab->free != nullptr && slab_of(slab->free) != slab) {
+    if (check && slab->free != nullptr && !in_slab(slab->free, slab)) {
       fatal("free list of a slab of class %u (%u bytes) is corrupt after %p", slab->cls,
             slab->block_size, block);
     }
