@@ -1,8 +1,8 @@
 // hakmem-micro: Google Benchmark micro-benchmarks of single allocator operations, run under every
 // allocator by the harness (--benchmark_format=json). Items are ops, as in the runner: one malloc,
 // calloc, realloc or free is one item, so items_per_second compares directly across benchmarks.
-// Every pointer goes through DoNotOptimize (compilers may delete a malloc/free pair) and random
-// sizes are drawn before the timed loop.
+// Every pointer goes through DoNotOptimize (see keep()), since compilers may delete a malloc/free
+// pair, and random sizes are drawn before the timed loop.
 #include <benchmark/benchmark.h>
 
 #include <array>
@@ -14,6 +14,13 @@
 
 namespace {
 
+// DoNotOptimize through its read-only overload. With GCC 12 under AddressSanitizer the read-write
+// overload (a "+m,r" asm operand) made free() receive a stack address; reading the pointer in an
+// asm with a memory clobber is all it takes to keep a malloc/free pair from being deleted.
+inline void keep(void* const& block) {
+  benchmark::DoNotOptimize(block);
+}
+
 constexpr std::int64_t kSizeClasses[] = {16,   32,   64,       128,       256,    512,
                                          1024, 4096, 32 << 10, 256 << 10, 1 << 20};
 
@@ -21,7 +28,7 @@ void malloc_free_pairs(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
   for (auto _ : state) {
     void* block = std::malloc(size);
-    benchmark::DoNotOptimize(block);
+    keep(block);
     std::free(block);
   }
   state.SetItemsProcessed(state.iterations() * 2);
@@ -40,7 +47,7 @@ void malloc_free_random_tiny(benchmark::State& state) {
   std::size_t next = 0;
   for (auto _ : state) {
     void* block = std::malloc(sizes[next]);
-    benchmark::DoNotOptimize(block);
+    keep(block);
     std::free(block);
     next = (next + 1) % sizes.size();
   }
@@ -56,7 +63,7 @@ void batch_alloc_then_free(benchmark::State& state) {
   for (auto _ : state) {
     for (void*& block : blocks) {
       block = std::malloc(size);
-      benchmark::DoNotOptimize(block);
+      keep(block);
     }
     for (void* block : blocks) std::free(block);
     benchmark::ClobberMemory();
@@ -81,7 +88,7 @@ void realloc_growth(benchmark::State& state) {
     void* block = nullptr;
     for (std::size_t size : sizes) {
       block = std::realloc(block, size);
-      benchmark::DoNotOptimize(block);
+      keep(block);
     }
     std::free(block);
   }
@@ -97,7 +104,7 @@ void calloc_free_pairs(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
   for (auto _ : state) {
     void* block = std::calloc(1, size);
-    benchmark::DoNotOptimize(block);
+    keep(block);
     std::free(block);
   }
   state.SetItemsProcessed(state.iterations() * 2);
@@ -145,7 +152,7 @@ void cross_thread_handoff(benchmark::State& state) {
       HandoffRing::Batch* batch = ring.slot_to_fill();
       for (void*& block : *batch) {
         block = std::malloc(64);
-        benchmark::DoNotOptimize(block);
+        keep(block);
       }
       ring.publish();
     } else {
