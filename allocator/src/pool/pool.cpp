@@ -35,6 +35,9 @@ constexpr size_t kRunTargetBytes = 64 * 1024;
 // Empty chunks kept mapped for the next heap that needs one; the rest go back to the OS.
 constexpr size_t kChunkCacheMax = 4;
 constexpr size_t kHeapSlabBytes = 64 * 1024;
+// Free blocks of this class (16 KiB) and above have their inner pages decommitted by sweeps.
+constexpr unsigned kDecommitMinClass = 3 * 4 + 3;
+static_assert(class_size(kDecommitMinClass) == 16 * 1024);
 
 // g_lock guards the heap registry, the abandoned stack, the chunk cache and key creation. Only
 // slow paths take it (thread start/exit, chunk acquire/release, stats, fork).
@@ -122,7 +125,61 @@ void release_chunk(Chunk* chunk) {
   os::unmap(chunk, kChunkSize);
 }
 
-// Returns every chunk of the heap whose carved blocks are all in its free lists. Owner only.
+// Unlinks the blocks of the chunks marked `empty` from the lists (keeping the others' order) and
+// returns those chunks.
+void release_empty_chunks(Heap* heap, uint32_t empty) {
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    FreeList& list = heap->lists[c];
+    Block** link = &list.head;
+    uint32_t removed = 0;
+    while (*link != nullptr) {
+      if (chunk_of(*link)->scratch == empty) {
+        *link = (*link)->next;
+        ++removed;
+      } else {
+        link = &(*link)->next;
+      }
+    }
+    if (removed != 0) {
+      list.count.store(list.count.load(std::memory_order_relaxed) - removed,
+                       std::memory_order_relaxed);
+      add_relaxed(heap->carved_bytes, -static_cast<int64_t>(removed * class_size(c)));
+    }
+    // An exhausted run's cursor may point one past its chunk: test it before chunk_of.
+    BumpRun& run = heap->runs[c];
+    if (run.cursor == run.end || chunk_of(run.cursor)->scratch == empty) run = BumpRun{};
+  }
+  if (heap->current != nullptr && heap->current->scratch == empty) heap->current = nullptr;
+  for (Chunk* chunk = heap->chunks; chunk != nullptr;) {
+    Chunk* next = chunk->next;
+    if (chunk->scratch == empty) {
+      if (chunk->prev != nullptr) chunk->prev->next = chunk->next;
+      if (chunk->next != nullptr) chunk->next->prev = chunk->prev;
+      if (heap->chunks == chunk) heap->chunks = chunk->next;
+      release_chunk(chunk);
+    }
+    chunk = next;
+  }
+}
+
+// Gives back the pages inside free blocks of the big classes (all but the page holding the block's
+// links), once per time a block is free: a heap whose chunks each keep a few live blocks does not
+// keep the rest resident. The block reads as whatever it likes afterwards, as malloc allows.
+void decommit_free_blocks(Heap* heap) {
+  for (unsigned c = kDecommitMinClass; c < kClassCount; ++c) {
+    size_t size = class_size(c);
+    for (Block* b = heap->lists[c].head; b != nullptr; b = b->next) {
+      if (b->freed == (kFreedCookie | kDecommittedBit)) continue;
+      uintptr_t start = align_up(reinterpret_cast<uintptr_t>(b) + sizeof(Block), kPageSize);
+      uintptr_t end = align_down(reinterpret_cast<uintptr_t>(b) + size, kPageSize);
+      os::decommit(reinterpret_cast<void*>(start), end - start);
+      b->freed = kFreedCookie | kDecommittedBit;
+    }
+  }
+}
+
+// Returns every chunk of the heap whose carved blocks are all in its free lists, and decommits
+// the inner pages of the big free blocks left. Owner only.
 void sweep(Heap* heap) {
   drain_remote(heap);
   for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) chunk->scratch = 0;
@@ -137,40 +194,8 @@ void sweep(Heap* heap) {
       any_empty = true;
     }
   }
-  if (!any_empty) return;
-  // Unlink the empty chunks' blocks from the lists, keeping the others' order.
-  for (unsigned c = 0; c < kClassCount; ++c) {
-    FreeList& list = heap->lists[c];
-    Block** link = &list.head;
-    uint32_t removed = 0;
-    while (*link != nullptr) {
-      if (chunk_of(*link)->scratch == kEmpty) {
-        *link = (*link)->next;
-        ++removed;
-      } else {
-        link = &(*link)->next;
-      }
-    }
-    if (removed != 0) {
-      list.count.store(list.count.load(std::memory_order_relaxed) - removed,
-                       std::memory_order_relaxed);
-      add_relaxed(heap->carved_bytes, -static_cast<int64_t>(removed * class_size(c)));
-    }
-    // An exhausted run's cursor may point one past its chunk: test it before chunk_of.
-    BumpRun& run = heap->runs[c];
-    if (run.cursor == run.end || chunk_of(run.cursor)->scratch == kEmpty) run = BumpRun{};
-  }
-  if (heap->current != nullptr && heap->current->scratch == kEmpty) heap->current = nullptr;
-  for (Chunk* chunk = heap->chunks; chunk != nullptr;) {
-    Chunk* next = chunk->next;
-    if (chunk->scratch == kEmpty) {
-      if (chunk->prev != nullptr) chunk->prev->next = chunk->next;
-      if (chunk->next != nullptr) chunk->next->prev = chunk->prev;
-      if (heap->chunks == chunk) heap->chunks = chunk->next;
-      release_chunk(chunk);
-    }
-    chunk = next;
-  }
+  if (any_empty) release_empty_chunks(heap, kEmpty);
+  decommit_free_blocks(heap);
 }
 
 void maybe_sweep(Heap* heap) {
@@ -348,7 +373,7 @@ void detail::free_slow(void* p, Chunk* chunk, uint8_t c) {
   if (c >= kClassCount || chunk->heap == nullptr || g_checked) {
     validate_block(p, chunk, c);
     if (g_checked) {
-      if (block->freed == kFreedCookie) {
+      if ((block->freed & ~kDecommittedBit) == kFreedCookie) {
         fatal("free(%p): double free of a %zu-byte pool block", p, class_size(c));
       }
       block->freed = kFreedCookie;

@@ -16,7 +16,8 @@
 //    the owner heap's remote queue; the owner takes the whole queue with one exchange when a free
 //    list runs dry (no ABA: the consumer never pops single nodes).
 //  - sweep: the owner counts the free blocks of each chunk; a chunk whose every carved block is
-//    free is taken out of the free lists and returned (global chunk cache, then the OS).
+//    free is taken out of the free lists and returned (global chunk cache, then the OS); free
+//    blocks of 16 KiB and more elsewhere get their inner pages decommitted.
 //
 // Invariants
 //  - Every block of a chunk is in exactly one of: handed out, its heap's free list for its class,
@@ -66,6 +67,8 @@ struct Block {
   uint64_t freed;
 };
 inline constexpr uint64_t kFreedCookie = 0xf7ee'd0d0'f7ee'd0d0ULL;
+// Set in `freed` (in any mode) by a sweep that decommitted the block's inner pages.
+inline constexpr uint64_t kDecommittedBit = 1;
 
 struct Heap;
 

@@ -168,6 +168,39 @@ TEST(Pool, FreedMemoryOfOneClassServesAnotherAfterASweep) {
   }).join();
 }
 
+TEST(Pool, SweepsDecommitFreeBigBlocksOfChunksStillInUse) {
+  std::thread([] {
+    collect();  // an adopted heap's own free blocks are decommitted before we count
+    std::vector<void*> blocks;
+    for (int i = 0; i < 200; ++i) {
+      blocks.push_back(alloc(60000));
+      std::memset(blocks.back(), 0x66, 60000);
+    }
+    for (int i = 0; i < 200; i += 2) pool_free(blocks[i]);  // every chunk keeps live blocks
+    hak_stats_t before{};
+    os::fill_stats(&before);
+    collect();
+    hak_stats_t after{};
+    os::fill_stats(&after);
+    EXPECT_EQ(after.os_decommit_calls - before.os_decommit_calls, 100u);
+    collect();  // already decommitted blocks are not decommitted again
+    hak_stats_t again{};
+    os::fill_stats(&again);
+    EXPECT_EQ(again.os_decommit_calls, after.os_decommit_calls);
+    // Decommitted blocks are handed out again and fully usable; live ones kept their bytes.
+    for (int i = 0; i < 200; i += 2) {
+      blocks[i] = alloc(60000);
+      std::memset(blocks[i], 0x77, 60000);
+    }
+    for (int i = 1; i < 200; i += 2) {
+      auto* bytes = static_cast<unsigned char*>(blocks[i]);
+      ASSERT_EQ(bytes[0], 0x66);
+      ASSERT_EQ(bytes[59999], 0x66);
+    }
+    for (void* p : blocks) pool_free(p);
+  }).join();
+}
+
 TEST(Pool, AlignedRequestsPickAClassWhoseBlocksAreAligned) {
   for (size_t alignment = 32; alignment <= 4096; alignment *= 2) {
     for (size_t size : {size_t{1}, size_t{1500}, size_t{5000}, size_t{100000}}) {
