@@ -606,7 +606,7 @@ void ensure_bg_thread() {
 // ---------------------------------------------------------------------------------------------
 // The slow paths of the fast paths in tiny.h.
 
-void* alloc_slow(unsigned cls) {
+void* alloc_slow(unsigned cls) noexcept {
   Heap* heap = t_heap;
   if (heap == &g_sentinel_heap) {
     if (t_exited) return alloc_orphan(cls);
@@ -628,7 +628,7 @@ void* alloc_slow(unsigned cls) {
   return block;
 }
 
-void free_slow(void* p) {
+void free_slow(void* p) noexcept {
   Slab* slab = slab_of(p);
   if (block_index(*slab, p) == UINT32_MAX) return invalid_free(p, slab);
   if (marking()) debug_mark_freed(p, *slab);
@@ -645,7 +645,7 @@ void free_slow(void* p) {
   if (cache.count > cache.cap) spill(heap, cls);
 }
 
-void debug_mark_allocated(void* block, unsigned cls) {
+void debug_mark_allocated(void* block, unsigned cls) noexcept {
   Slab* slab = slab_of(block);
   uint32_t index = block_index(*slab, block);
   if (index == UINT32_MAX || slab->cls != cls) {
@@ -662,7 +662,7 @@ void debug_mark_allocated(void* block, unsigned cls) {
   if (old & bit) fatal("tiny block %p (class %u) handed out twice", block, cls);
 }
 
-void debug_mark_freed(void* block, const Slab& slab) {
+void debug_mark_freed(void* block, const Slab& slab) noexcept {
   uint32_t index = block_index(slab, block);
   uint64_t bit = uint64_t{1} << (index & 63);
   // Relaxed: see debug_mark_allocated.

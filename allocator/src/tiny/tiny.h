@@ -42,12 +42,14 @@
 
 namespace hak::tiny {
 
-void* alloc_slow(unsigned cls);
-void free_slow(void* p);
-void debug_mark_allocated(void* block, unsigned cls);
-void debug_mark_freed(void* block, const Slab& slab);
+// noexcept: lets the fast paths tail-call them from noexcept callers (malloc, free, operator
+// delete) without an exception frame.
+void* alloc_slow(unsigned cls) noexcept;
+void free_slow(void* p) noexcept;
+void debug_mark_allocated(void* block, unsigned cls) noexcept;
+void debug_mark_freed(void* block, const Slab& slab) noexcept;
 
-HAK_FAST_PATH void* alloc(size_t size) {
+HAK_FAST_PATH void* alloc(size_t size) noexcept {
   unsigned cls = size_to_class(size);
   ClassCache& cache = t_heap->cache[cls];
   void* block = cache.head;
@@ -58,7 +60,7 @@ HAK_FAST_PATH void* alloc(size_t size) {
   return block;
 }
 
-HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) {
+HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) noexcept {
   SuperSlab* ss = entry.owner<SuperSlab>();
   const Slab& slab =
       ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
