@@ -448,6 +448,9 @@ void unregister_heap_locked(Heap* heap) {
 }
 
 // Gives the calling thread a heap; nullptr (errno = ENOMEM) when no memory for it.
+// Gives the calling thread a heap; nullptr when it cannot have one: no memory for it (errno =
+// ENOMEM), or no way to learn of the thread's exit (then t_exited is set and the thread uses the
+// orphan heap, so nothing it caches can be stranded).
 Heap* heap_create() {
   Heap* heap;
   {
@@ -455,7 +458,9 @@ Heap* heap_create() {
     if (!g_key_ready) {
       // pthread_key_create does not allocate; the destructor runs at thread exit.
       if (pthread_key_create(&g_key, heap_teardown) != 0) {
-        fatal("tiny: pthread_key_create failed");
+        log_message("tiny: pthread_key_create failed; threads share one locked heap");
+        t_exited = true;
+        return nullptr;
       }
       g_key_ready = true;
     }
@@ -466,7 +471,10 @@ Heap* heap_create() {
   }
   // Install first: pthread_setspecific may itself call malloc (for keys beyond the first block).
   t_heap = heap;
-  pthread_setspecific(g_key, heap);
+  if (pthread_setspecific(g_key, heap) != 0) {
+    heap_teardown(heap);  // a recursive malloc may have used it; sets t_exited
+    return nullptr;
+  }
   return heap;
 }
 
@@ -609,8 +617,8 @@ void ensure_bg_thread() {
 void* alloc_slow(unsigned cls) noexcept {
   Heap* heap = t_heap;
   if (heap == &g_sentinel_heap) {
+    if (!t_exited) heap = heap_create();
     if (t_exited) return alloc_orphan(cls);
-    heap = heap_create();
     if (heap == nullptr) {
       errno = ENOMEM;
       return nullptr;
