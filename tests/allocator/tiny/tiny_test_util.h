@@ -2,8 +2,11 @@
 // patterns.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "hakmem.h"
 
@@ -17,8 +20,12 @@
 
 namespace hak_test {
 
+constexpr size_t hak_tiny_max_size() {
+  return 1024;
+}
+
 #if defined(HAK_TEST_SANITIZED)
-inline constexpr int kScale = 4;  // sanitizers: a quarter of the work
+inline constexpr int kScale = 2;  // sanitizers: half the work
 #elif !defined(NDEBUG)
 inline constexpr int kScale = 2;  // debug builds check every block
 #else
@@ -57,5 +64,49 @@ struct Rng {
   }
   size_t below(size_t n) { return static_cast<size_t>(next() % n); }
 };
+
+// Larson-like churn: waves of `threads` threads swap random slots of a shared table: each takes
+// the block in a slot (any thread's, possibly one whose thread has exited), checks its pattern,
+// frees it and leaves a fresh block of random size in its place. Returns the number of corrupt
+// blocks seen; the table is left full (free_table empties it).
+struct SharedTable {
+  static constexpr size_t kSlots = 4096;
+  std::atomic<void*> slots[kSlots] = {};
+};
+
+inline bool check_and_free(void* p) {
+  if (p == nullptr) return true;
+  size_t usable = hak_usable_size(p);
+  bool ok = intact(p, usable, reinterpret_cast<uintptr_t>(p) ^ usable);
+  hak_free(p);
+  return ok;
+}
+
+inline int churn(SharedTable& table, int waves, int threads, int ops_per_thread) {
+  std::atomic<int> corrupt{0};
+  for (int wave = 0; wave < waves; ++wave) {
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, seed = wave * threads + t + 1] {
+        Rng rng(seed);
+        for (int i = 0; i < ops_per_thread; ++i) {
+          void* p = hak_malloc(rng.below(hak_tiny_max_size() + 1));
+          size_t usable = hak_usable_size(p);
+          fill(p, usable, reinterpret_cast<uintptr_t>(p) ^ usable);
+          void* old = table.slots[rng.below(SharedTable::kSlots)].exchange(p);
+          if (!check_and_free(old)) corrupt.fetch_add(1);
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+  }
+  return corrupt.load();
+}
+
+inline int free_table(SharedTable& table) {
+  int corrupt = 0;
+  for (auto& slot : table.slots) corrupt += check_and_free(slot.exchange(nullptr)) ? 0 : 1;
+  return corrupt;
+}
 
 }  // namespace hak_test
