@@ -207,16 +207,48 @@ void maybe_sweep(Heap* heap) {
   heap->next_sweep_bytes = left * 2 > 2 * kChunkSize ? left * 2 : 2 * kChunkSize;
 }
 
-Chunk* acquire_chunk(Heap* heap) {
-  maybe_sweep(heap);
-  Chunk* chunk = nullptr;
+// Abandoned heaps collect remote frees after their thread exited, which may empty their chunks:
+// sweep them (all, or only those with queued frees), taken off the stack meanwhile so that no
+// thread adopts one while it is swept.
+void sweep_abandoned(bool only_with_remote_frees) {
+  Heap* abandoned;
   {
     SpinLockGuard guard(g_lock);
-    if (g_chunk_cache != nullptr) {
-      chunk = g_chunk_cache;
-      g_chunk_cache = chunk->next;
-      --g_chunk_cache_count;
+    abandoned = g_abandoned;
+    g_abandoned = nullptr;
+  }
+  if (abandoned == nullptr) return;
+  Heap* last = nullptr;
+  for (Heap* h = abandoned; h != nullptr; h = h->next_abandoned) {
+    // Relaxed peek: sweep's exchange acquires what it takes.
+    if (!only_with_remote_frees || h->remote.load(std::memory_order_relaxed) != nullptr) {
+      sweep(h);
+      h->next_sweep_bytes = 0;
     }
+    last = h;
+  }
+  SpinLockGuard guard(g_lock);
+  last->next_abandoned = g_abandoned;
+  g_abandoned = abandoned;
+}
+
+Chunk* take_cached_chunk() {
+  SpinLockGuard guard(g_lock);
+  Chunk* chunk = g_chunk_cache;
+  if (chunk != nullptr) {
+    g_chunk_cache = chunk->next;
+    --g_chunk_cache_count;
+  }
+  return chunk;
+}
+
+Chunk* acquire_chunk(Heap* heap) {
+  maybe_sweep(heap);
+  Chunk* chunk = take_cached_chunk();
+  if (chunk == nullptr) {
+    // Before asking the OS: chunks that exited threads' heaps no longer use.
+    sweep_abandoned(true);
+    chunk = take_cached_chunk();
   }
   if (chunk == nullptr) {
     chunk = static_cast<Chunk*>(os::map(kChunkSize, kChunkSize));
@@ -417,25 +449,7 @@ void collect() {
     sweep(heap);
     heap->next_sweep_bytes = 0;
   }
-  // Abandoned heaps collect remote frees after their thread exited: sweep them too, taken off
-  // the stack meanwhile so that no thread adopts one while it is swept.
-  Heap* abandoned;
-  {
-    SpinLockGuard guard(g_lock);
-    abandoned = g_abandoned;
-    g_abandoned = nullptr;
-  }
-  Heap* last = nullptr;
-  for (Heap* h = abandoned; h != nullptr; h = h->next_abandoned) {
-    sweep(h);
-    h->next_sweep_bytes = 0;
-    last = h;
-  }
-  if (last != nullptr) {
-    SpinLockGuard guard(g_lock);
-    last->next_abandoned = g_abandoned;
-    g_abandoned = abandoned;
-  }
+  sweep_abandoned(false);
   Chunk* cached;
   {
     SpinLockGuard guard(g_lock);

@@ -201,6 +201,27 @@ TEST(Pool, SweepsDecommitFreeBigBlocksOfChunksStillInUse) {
   }).join();
 }
 
+TEST(Pool, ChunksOfAnExitedThreadFreedElsewhereServeNewChunks) {
+  std::thread([] {
+    pool_free(alloc(2000));  // this thread has its heap: it will not adopt the other one
+    collect();
+    std::vector<void*> theirs;
+    std::thread([&] {
+      for (int i = 0; i < 100; ++i) theirs.push_back(alloc(60000));  // 4 chunks of 64 KiB blocks
+    }).join();
+    for (void* p : theirs) pool_free(p);  // queued to the abandoned heap: its chunks are empty now
+    hak_stats_t before{};
+    os::fill_stats(&before);
+    std::vector<void*> mine;
+    for (int i = 0; i < 300; ++i) mine.push_back(alloc(50000));  // 36 per chunk: 9 chunks
+    hak_stats_t after{};
+    os::fill_stats(&after);
+    // At most one chunk's worth was left over here; 4 came back from the exited thread's heap.
+    EXPECT_LE(after.os_map_calls - before.os_map_calls, 6u);
+    for (void* p : mine) pool_free(p);
+  }).join();
+}
+
 TEST(Pool, AlignedRequestsPickAClassWhoseBlocksAreAligned) {
   for (size_t alignment = 32; alignment <= 4096; alignment *= 2) {
     for (size_t size : {size_t{1}, size_t{1500}, size_t{5000}, size_t{100000}}) {
