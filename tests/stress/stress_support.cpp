@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "hakmem.h"
 
@@ -134,6 +135,26 @@ std::atomic<uint64_t> g_failures{0};
 std::mutex g_failure_mutex;
 std::vector<std::string> g_failure_messages;
 constexpr size_t kKeptMessages = 8;
+
+std::atomic<uint64_t> g_test_generation{0};
+constexpr unsigned kGiveUpSeconds = 30;
+
+// After the first failure of a test the heap may be corrupt, and allocator calls that follow can
+// loop forever on a cyclic free list. Workers stop at their next op (should_stop), but one stuck
+// inside the allocator never gets there: if the same test is still running kGiveUpSeconds later,
+// abort, so the failure is reported now rather than at the CTest timeout.
+void start_hang_guard() {
+  uint64_t generation = g_test_generation.load();
+  std::thread([generation] {
+    std::this_thread::sleep_for(std::chrono::seconds(kGiveUpSeconds));
+    if (g_test_generation.load() == generation) {
+      std::fprintf(stderr, "stress: still running %u s after the first failure: aborting\n",
+                   kGiveUpSeconds);
+      std::abort();
+    }
+  }).detach();
+}
+
 }  // namespace
 
 void record_failure(const char* format, ...) {
@@ -143,7 +164,7 @@ void record_failure(const char* format, ...) {
   std::vsnprintf(text, sizeof text, format, args);
   va_end(args);
   std::fprintf(stderr, "stress failure: %s\n", text);
-  g_failures.fetch_add(1, std::memory_order_relaxed);
+  if (g_failures.fetch_add(1, std::memory_order_relaxed) == 0) start_hang_guard();
   std::lock_guard<std::mutex> lock(g_failure_mutex);
   if (g_failure_messages.size() < kKeptMessages) g_failure_messages.emplace_back(text);
 }
@@ -153,6 +174,7 @@ uint64_t failure_count() {
 }
 
 void reset_failures() {
+  g_test_generation.fetch_add(1);
   std::lock_guard<std::mutex> lock(g_failure_mutex);
   g_failure_messages.clear();
   g_failures.store(0, std::memory_order_relaxed);
