@@ -35,6 +35,8 @@ constexpr size_t kRunTargetBytes = 64 * 1024;
 // Empty chunks kept mapped for the next heap that needs one; the rest go back to the OS.
 constexpr size_t kChunkCacheMax = 4;
 constexpr size_t kHeapSlabBytes = 64 * 1024;
+// Abandoned heaps with queued frees swept per chunk acquisition, at most.
+constexpr size_t kAbandonedSweepLimit = 4;
 // Free blocks of this class (16 KiB) and above have their inner pages decommitted by sweeps.
 constexpr unsigned kDecommitMinClass = 3 * 4 + 3;
 static_assert(class_size(kDecommitMinClass) == 16 * 1024);
@@ -208,9 +210,10 @@ void maybe_sweep(Heap* heap) {
 }
 
 // Abandoned heaps collect remote frees after their thread exited, which may empty their chunks:
-// sweep them (all, or only those with queued frees), taken off the stack meanwhile so that no
-// thread adopts one while it is swept.
-void sweep_abandoned(bool only_with_remote_frees) {
+// sweep them, taken off the stack meanwhile so that no thread adopts one while it is swept.
+// `limit` bounds the work of the chunk-acquisition path: it sweeps at most that many heaps, only
+// those with queued frees, and moves them to the bottom of the stack so the next call sees others.
+void sweep_abandoned(size_t limit) {
   Heap* abandoned;
   {
     SpinLockGuard guard(g_lock);
@@ -218,18 +221,33 @@ void sweep_abandoned(bool only_with_remote_frees) {
     g_abandoned = nullptr;
   }
   if (abandoned == nullptr) return;
-  Heap* last = nullptr;
-  for (Heap* h = abandoned; h != nullptr; h = h->next_abandoned) {
+  Heap* kept = nullptr;  // not swept, original order
+  Heap** kept_tail = &kept;
+  Heap* swept = nullptr;  // swept, after the others
+  Heap** swept_tail = &swept;
+  size_t count = 0;
+  for (Heap* h = abandoned; h != nullptr;) {
+    Heap* next = h->next_abandoned;
     // Relaxed peek: sweep's exchange acquires what it takes.
-    if (!only_with_remote_frees || h->remote.load(std::memory_order_relaxed) != nullptr) {
+    bool due = limit == SIZE_MAX || h->remote.load(std::memory_order_relaxed) != nullptr;
+    if (due && count < limit) {
       sweep(h);
       h->next_sweep_bytes = 0;
+      ++count;
+      *swept_tail = h;
+      swept_tail = &h->next_abandoned;
+    } else {
+      *kept_tail = h;
+      kept_tail = &h->next_abandoned;
     }
-    last = h;
+    h = next;
   }
+  *swept_tail = nullptr;
+  *kept_tail = swept;
   SpinLockGuard guard(g_lock);
-  last->next_abandoned = g_abandoned;
-  g_abandoned = abandoned;
+  // Heaps abandoned meanwhile follow.
+  *(swept != nullptr ? swept_tail : kept_tail) = g_abandoned;
+  g_abandoned = kept;
 }
 
 Chunk* take_cached_chunk() {
@@ -247,7 +265,7 @@ Chunk* acquire_chunk(Heap* heap) {
   Chunk* chunk = take_cached_chunk();
   if (chunk == nullptr) {
     // Before asking the OS: chunks that exited threads' heaps no longer use.
-    sweep_abandoned(true);
+    sweep_abandoned(kAbandonedSweepLimit);
     chunk = take_cached_chunk();
   }
   if (chunk == nullptr) {
@@ -449,7 +467,7 @@ void collect() {
     sweep(heap);
     heap->next_sweep_bytes = 0;
   }
-  sweep_abandoned(false);
+  sweep_abandoned(SIZE_MAX);
   Chunk* cached;
   {
     SpinLockGuard guard(g_lock);
