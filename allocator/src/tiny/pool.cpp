@@ -35,7 +35,6 @@ uint64_t g_slabs_per_class[kClassCount] = {};
 // Abandoned slabs looked at per acquisition (of the wanted class, and of one other class so that
 // slabs emptied by remote frees after their owner exited go back to the pool).
 constexpr unsigned kAdoptScan = 8;
-constexpr unsigned kMaintenanceBudget = 32;
 
 uint64_t now_ms() {
   timespec ts;
@@ -239,10 +238,10 @@ void abandon_locked(Slab* slab) {
   ring_push_back(g_abandoned[slab->cls], slab);
 }
 
-void maintain_locked(bool force) {
+void maintain_locked(bool force, unsigned budget_per_call) {
   // Abandoned slabs, round robin over the classes, a bounded number per call (all when forced):
   // remote frees may have emptied them since their owner left.
-  unsigned budget = force ? ~0u : kMaintenanceBudget;
+  unsigned budget = force ? ~0u : budget_per_call;
   for (unsigned round = 0; round < kClassCount && budget > 0; ++round) {
     unsigned cls = g_maintenance_class;
     Slab* slab = g_abandoned[cls];

@@ -31,9 +31,10 @@ Slab* acquire_locked(Heap* heap, unsigned cls);
 void release_locked(Slab* slab);
 // Under the lock: slab's owner is exiting; the slab waits in the pool with its class.
 void abandon_locked(Slab* slab);
-// Under the lock: drains abandoned slabs (all, or a few) and unmaps wholly empty SuperSlabs
-// whose delay expired (all of them when force).
-void maintain_locked(bool force);
+// Under the lock: drains abandoned slabs (all when force, else up to `budget`) and unmaps wholly
+// empty SuperSlabs whose delay expired (all of them when force).
+inline constexpr unsigned kMaintenanceBudget = 32;  // abandoned slabs per call on slow paths
+void maintain_locked(bool force, unsigned budget = kMaintenanceBudget);
 
 // Walks every live SuperSlab under the lock.
 template <typename Visit>

@@ -31,6 +31,7 @@ constexpr unsigned kFullScan = 16;    // full slabs checked for remote frees bef
 constexpr unsigned kRouteRuns = 8;    // open per-slab chains while routing blocks remote
 constexpr uint32_t kSweepTicks = 64;  // slow paths between sweeps of a heap's full slabs
 constexpr unsigned kSweepSlabs = 8;   // full slabs looked at per sweep
+constexpr unsigned kBgMaintenanceBudget = 4096;  // abandoned slabs per background tick
 
 bool check_mode() {
   return options().check;
@@ -586,7 +587,9 @@ void* bg_main(void*) {
     }
     {
       pool::Guard guard;
-      pool::maintain_locked(false);
+      // The drainer has time: it looks at many abandoned slabs per tick, so memory freed after
+      // its owners exited goes back to the OS within a few ticks plus the release delay.
+      pool::maintain_locked(false, kBgMaintenanceBudget);
     }
     sleep_us = work ? 1000 : (sleep_us * 2 > 50000 ? 50000 : sleep_us * 2);
     timespec ts{0, long(sleep_us) * 1000};

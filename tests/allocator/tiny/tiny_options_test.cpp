@@ -88,6 +88,7 @@ TEST_F(TinyOptions, BgSpillInlineDrainsQueuesAtRefill) {
 TEST_F(TinyOptions, BgSpillThreadDrainsQueuesInTheBackground) {
   EXPECT_EXIT(
       {
+        alarm(120);  // a hang fails the test instead of stalling the suite
         setenv("HAKMEM_BG_SPILL", "thread", 1);
         CHECK_OR_EXIT(hak::options().bg_spill == hak::BgSpillMode::kThread);
         cross_thread_bursts(4, 20000 / kScale);
@@ -196,3 +197,24 @@ TEST_P(TinyModeChurn, BlocksMovingBetweenShortLivedThreadsStayIntact) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, TinyModeChurn, ::testing::Values("inline", "thread", "off"));
+
+// With the background thread, memory freed after its threads exited goes back to the OS without
+// any further call from the program (no collect, no allocation).
+TEST_F(TinyOptions, BackgroundThreadReturnsMemoryOfExitedThreadsUnasked) {
+  EXPECT_EXIT(
+      {
+        alarm(120);  // a hang fails the test instead of stalling the suite
+        setenv("HAKMEM_BG_SPILL", "thread", 1);
+        setenv("HAKMEM_RELEASE_DELAY_MS", "0", 1);
+        static SharedTable table;
+        int corrupt = churn(table, 4, 4, 20000 / kScale);
+        std::thread([&] { corrupt += free_table(table); }).join();
+        CHECK_OR_EXIT(corrupt == 0);
+        CHECK_OR_EXIT(stats().superslabs_peak > 0);
+        // Polled, not timed: the test's own timeout is the limit.
+        while (stats().superslabs_live != 0) usleep(2000);
+        CHECK_OR_EXIT(stats().superslabs_returned > 0);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
