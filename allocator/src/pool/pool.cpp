@@ -124,6 +124,7 @@ void release_chunk(Chunk* chunk) {
       return;
     }
   }
+  if (options().verbose) log_message("pool: returning chunk %p to the OS", chunk);
   os::unmap(chunk, kChunkSize);
 }
 
@@ -271,6 +272,7 @@ Chunk* acquire_chunk(Heap* heap) {
   if (chunk == nullptr) {
     chunk = static_cast<Chunk*>(os::map(kChunkSize, kChunkSize));
     if (chunk == nullptr) return nullptr;  // errno = ENOMEM
+    if (options().verbose) log_message("pool: mapped chunk %p for heap %p", chunk, heap);
   }
   chunk->heap = heap;
   chunk->magic = kChunkMagic;
@@ -323,6 +325,7 @@ void on_thread_exit(void* arg);
 // Gives the calling thread a heap: an abandoned one if any (adoption), else a new one.
 Heap* attach_heap() {
   Heap* heap = nullptr;
+  bool adopted;
   {
     SpinLockGuard guard(g_lock);
     if (!g_key_created) {
@@ -330,7 +333,8 @@ Heap* attach_heap() {
       if (pthread_key_create(&g_key, on_thread_exit) == 0) g_key_created = true;
       if (options().check) detail::g_checked = true;  // starts as kDebugChecks
     }
-    if (g_abandoned != nullptr) {
+    adopted = g_abandoned != nullptr;
+    if (adopted) {
       heap = g_abandoned;
       g_abandoned = heap->next_abandoned;
       heap->next_abandoned = nullptr;
@@ -350,6 +354,9 @@ Heap* attach_heap() {
   }
   t_heap = heap;
   if (g_key_created) pthread_setspecific(g_key, heap);
+  if (options().verbose) {
+    log_message("pool: thread attached to heap %p (%s)", heap, adopted ? "adopted" : "new");
+  }
   // An adopted heap may have collected remote frees since its thread exited.
   drain_remote(heap);
   maybe_sweep(heap);
@@ -364,6 +371,7 @@ void on_thread_exit(void* arg) {
   sweep(heap);
   heap->next_sweep_bytes = 0;
   if (t_heap == heap) t_heap = &g_dead_heap;
+  if (options().verbose) log_message("pool: thread exit abandons heap %p", heap);
   SpinLockGuard guard(g_lock);
   heap->state = HeapState::kAbandoned;
   heap->next_abandoned = g_abandoned;
