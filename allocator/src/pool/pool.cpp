@@ -192,6 +192,9 @@ void sweep(Heap* heap) {
   constexpr uint32_t kEmpty = UINT32_MAX;
   bool any_empty = false;
   for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) {
+    HAK_DEBUG_CHECK(chunk->scratch <= chunk->carved,
+                    "pool: chunk %p has %u free blocks but carved only %u (corrupt free list)",
+                    static_cast<void*>(chunk), chunk->scratch, chunk->carved);
     if (chunk->scratch == chunk->carved) {
       chunk->scratch = kEmpty;
       any_empty = true;

@@ -17,7 +17,11 @@
 //    list runs dry (no ABA: the consumer never pops single nodes).
 //  - sweep: the owner counts the free blocks of each chunk; a chunk whose every carved block is
 //    free is taken out of the free lists and returned (global chunk cache, then the OS); free
-//    blocks of 16 KiB and more elsewhere get their inner pages decommitted.
+//    blocks of 16 KiB and more elsewhere get their inner pages decommitted. Sweeps run when a
+//    heap needs a chunk and its free bytes grew past a threshold, at thread exit, on collect(),
+//    and on abandoned heaps with queued frees before a chunk is mapped from the OS.
+//  - abandoned heap: the heap of an exited thread, on a stack under the pool lock until a new
+//    thread adopts it (its free lists, runs and chunks included) or a sweep reclaims its chunks.
 //
 // Invariants
 //  - Every block of a chunk is in exactly one of: handed out, its heap's free list for its class,
@@ -25,9 +29,10 @@
 //    that ever left a bump run; a chunk is empty iff carved == its blocks in free lists.
 //  - Blocks in a run are at run_start + i * class_size, run_start page-aligned: a block is aligned
 //    to min(4096, lowest set bit of its class size) >= 256.
-//  - Only the owner thread touches a heap's free lists, runs and chunk list; other threads touch
-//    only the remote queue (and read Chunk::heap / page_class, written before the chunk's blocks
-//    were handed out).
+//  - Only the owner thread touches a heap's free lists, runs and chunk list (for an abandoned
+//    heap: the one thread that took it off the stack); other threads touch only the remote queue
+//    (and read Chunk::heap / page_class, written before the chunk's blocks were handed out).
+//    Debug builds check in every sweep that no chunk has more free blocks than it carved.
 #pragma once
 
 #include <atomic>
