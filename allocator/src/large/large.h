@@ -1,11 +1,13 @@
 // Large blocks (above kPoolMaxSize, or any request with an alignment the other parts cannot
 // give): each is its own span of pages from the OS, with a header in front of the block.
 //
-// Glossary: a span is [base, base + mapped) with base 2 MiB-aligned (so the chunk map can name
-// its first granule); the header sits at base, the block at base + offset. The span cache keeps
-// freed spans (still mapped and registered, block == nullptr) for reuse by size; beyond
-// HAKMEM_LARGE_COMMIT_MB of cached bytes the oldest cached spans are decommitted (their pages
-// return to the OS, the address range stays), beyond HAKMEM_LARGE_CACHE_MB they are unmapped.
+// Glossary: a span is [base, base + mapped) with base aligned to max(2 MiB, the alignment asked)
+// (so the chunk map can name its first granule); the header sits at base, the block at base +
+// offset. The span cache (64 slots) keeps freed spans (still mapped and registered, block ==
+// nullptr) for reuse by size: best fit among spans the request fills at least two thirds of.
+// Spans above half of HAKMEM_LARGE_CACHE_MB are never cached. Beyond HAKMEM_LARGE_COMMIT_MB of
+// cached bytes the oldest cached spans are decommitted (their pages return to the OS, the
+// address range stays), beyond HAKMEM_LARGE_CACHE_MB they are unmapped.
 //
 // Invariants: header->block == the pointer handed out while the span is live, nullptr while it is
 // cached (how free validates a pointer and catches a double free); usable size == mapped -
