@@ -246,7 +246,7 @@ void take_from_slab(Slab* slab, uint32_t want, Chain& chain, bool check) {
 
 // A slab of class cls with blocks to give: a full one that received remote frees, else one from
 // the pool. It becomes the head of heap->avail[cls].
-Slab* next_slab_slow(Heap* heap, unsigned cls) {
+HAK_SLOW_PATH Slab* next_slab_slow(Heap* heap, unsigned cls) {
   // Blocks routed home from a stale spill queue may make one of our slabs available again.
   drain_stale_queues(heap);
   if (heap->avail[cls] != nullptr) return heap->avail[cls];
@@ -617,7 +617,7 @@ void ensure_bg_thread() {
 // ---------------------------------------------------------------------------------------------
 // The slow paths of the fast paths in tiny.h.
 
-void* alloc_slow(unsigned cls) noexcept {
+HAK_SLOW_PATH void* alloc_slow(unsigned cls) noexcept {
   Heap* heap = t_heap;
   if (heap == &g_sentinel_heap) {
     if (!t_exited) heap = heap_create();
@@ -639,7 +639,7 @@ void* alloc_slow(unsigned cls) noexcept {
   return block;
 }
 
-void free_slow(void* p) noexcept {
+HAK_SLOW_PATH void free_slow(void* p) noexcept {
   Slab* slab = slab_of(p);
   if (block_index(*slab, p) == UINT32_MAX) return invalid_free(p, slab);
   if (marking()) debug_mark_freed(p, *slab);

@@ -44,8 +44,8 @@ namespace hak::tiny {
 
 // noexcept: lets the fast paths tail-call them from noexcept callers (malloc, free, operator
 // delete) without an exception frame.
-void* alloc_slow(unsigned cls) noexcept;
-void free_slow(void* p) noexcept;
+HAK_SLOW_PATH void* alloc_slow(unsigned cls) noexcept;
+HAK_SLOW_PATH void free_slow(void* p) noexcept;
 void debug_mark_allocated(void* block, unsigned cls) noexcept;
 void debug_mark_freed(void* block, const Slab& slab) noexcept;
 
