@@ -98,6 +98,48 @@ TEST(ReallocChains, ReallocNullAndZero) {
   EXPECT_EQ(failure_count(), 0u) << failure_summary();
 }
 
+// Growing a large block may move its pages to a new address. The old range's addresses go back
+// to the OS at that moment; if its chunk-map entries are cleared only afterwards, a mapping another
+// thread made there in between (a new span, pool chunk or SuperSlab) loses its entries: its blocks
+// report usable size 0 and their frees are refused. Movers grow blocks through the large range
+// while mappers keep making and checking fresh mappings.
+TEST(ReallocChains, LargeMovesNeverClobberOtherMappings) {
+  constexpr unsigned kMovers = 2, kMappers = 2;
+  const uint64_t iterations = ops(400);
+  std::latch start(kMovers + kMappers);
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < kMovers; ++t) {
+    threads.emplace_back([&, t] {
+      Rng rng(mix64(t + 1));
+      start.arrive_and_wait();
+      for (uint64_t i = 0; i < iterations && !should_stop(); ++i) {
+        Block b = allocate(rng, kMidMax + 1 + rng.below(kMidMax));
+        while (b.p != nullptr && b.size < (8u << 20) && check_block(b, "large block before move")) {
+          realloc_block(rng, b, b.size * 2 + rng.below(4096));
+        }
+        check_and_free(b, "moved large block");
+      }
+    });
+  }
+  for (unsigned t = 0; t < kMappers; ++t) {
+    threads.emplace_back([&, t] {
+      Rng rng(mix64(100 + t));
+      start.arrive_and_wait();
+      std::vector<Block> held(16);
+      for (uint64_t i = 0; i < iterations * 8 && !should_stop(); ++i) {
+        Block& slot = held[rng.below(held.size())];
+        check_and_free(slot, "fresh mapping");
+        // Distinct large sizes defeat the span cache, so most of these are new mappings.
+        slot = allocate(
+            rng, rng.percent(70) ? kMidMax + 1 + rng.below(4u << 20) : 1 + rng.below(kTinyMax));
+      }
+      for (auto& b : held) check_and_free(b, "fresh mapping at exit");
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failure_count(), 0u) << failure_summary();
+}
+
 constexpr unsigned kAlignedThreads = 4;
 constexpr uint64_t kAlignedOpsPerThread = 40'000;
 
