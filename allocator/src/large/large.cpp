@@ -223,6 +223,7 @@ bool resize_in_place(void* p, chunk_map::Entry entry, size_t new_size) {
 
 void* grow_by_moving(void* p, chunk_map::Entry entry, size_t new_size) {
   SpanHeader* header = validated_header(p, entry);
+  if constexpr (!os::kCanRemap) return nullptr;  // the caller copies instead
   size_t mapped = header->mapped;
   size_t offset = header->offset;
   size_t needed = align_up(offset + new_size, kPageSize);
@@ -242,13 +243,17 @@ void* grow_by_moving(void* p, chunk_map::Entry entry, size_t new_size) {
     errno = ENOMEM;
     return nullptr;
   }
+  // Clear the old range's entries before its pages move away: once they are gone another thread
+  // may map and register that address range, and a later clear would wipe its entries.
+  chunk_map::unregister_range(header, mapped);
   if (!os::move_pages(header, mapped, dst)) {
+    // Nothing else could claim the old range while it stayed mapped; restore its entries.
+    chunk_map::register_range(header, mapped, chunk_map::Kind::kLarge, header);
     chunk_map::unregister_range(dst, needed);
     os::unmap(dst, needed);
     errno = ENOMEM;
     return nullptr;
   }
-  chunk_map::unregister_range(header, mapped);  // header now points at unmapped memory
   moved->mapped = needed;
   moved->block = dst + offset;
   g_live_bytes.fetch_add(needed - mapped, std::memory_order_relaxed);

@@ -102,6 +102,7 @@ void decommit(void* p, size_t size) {
 }
 
 bool remap_in_place(void* p, size_t old_size, size_t new_size) {
+  if constexpr (!kCanRemap) return false;
   if (new_size > old_size && injected_failure()) return false;
   void* q = ::mremap(p, old_size, new_size, 0);  // no MREMAP_MAYMOVE: in place or not at all
   if (q == MAP_FAILED) return false;
@@ -114,6 +115,7 @@ bool remap_in_place(void* p, size_t old_size, size_t new_size) {
 }
 
 bool move_pages(void* p, size_t size, void* dst) {
+  if constexpr (!kCanRemap) return false;
   void* q = ::mremap(p, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
   if (q == MAP_FAILED) return false;
   // dst's pages were already counted by map(); the source range is gone.

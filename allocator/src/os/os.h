@@ -16,6 +16,15 @@
 
 namespace hak::os {
 
+// ThreadSanitizer does not intercept mremap: after pages move or a mapping grows, its shadow of
+// those ranges still describes their previous owners and it reports races on memory that changed
+// hands correctly. Under TSan the remap functions report failure and callers copy instead.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kCanRemap = false;
+#else
+inline constexpr bool kCanRemap = true;
+#endif
+
 void* map(size_t size, size_t alignment = kPageSize);
 void unmap(void* p, size_t size);
 void decommit(void* p, size_t size);
