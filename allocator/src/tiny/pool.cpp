@@ -319,8 +319,5 @@ void prefork() {
 void postfork_parent() {
   pthread_mutex_unlock(&g_lock);
 }
-void postfork_child() {
-  pthread_mutex_init(&g_lock, nullptr);
-}
 
 }  // namespace hak::tiny::pool

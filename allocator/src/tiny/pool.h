@@ -45,7 +45,6 @@ void fill_stats_locked(hak_stats_t* out);
 
 void prefork();
 void postfork_parent();
-void postfork_child();
 
 template <typename Visit>
 void for_each_superslab_locked(Visit visit) {

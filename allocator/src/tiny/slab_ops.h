@@ -93,12 +93,15 @@ inline uint32_t drain_remote(Slab* slab, bool check) {
   uint32_t n = 1;
   void* tail = chain;
   for (;;) {
-    if (check && !in_slab(tail, slab)) {
-      fatal("remote free list of a slab of class %u (%u bytes) is corrupt at %p", slab->cls,
-            slab->block_size, tail);
-    }
     void* next = next_of(tail);
     if (next == nullptr) break;
+    if (check && !in_slab(next, slab)) {
+      // tail was freed, then written: its link no longer points into the slab.
+      fatal(
+          "remote free list of a slab of class %u (%u bytes) is corrupt: block %p was written "
+          "after free (link %p)",
+          slab->cls, slab->block_size, tail, next);
+    }
     tail = next;
     ++n;
   }

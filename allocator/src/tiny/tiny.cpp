@@ -810,8 +810,9 @@ void postfork_parent() {
 }
 
 void postfork_child() {
-  pool::postfork_child();
-  pthread_mutex_init(&g_orphan_lock, nullptr);
+  // The forking thread took every lock and is the child's only thread: it releases them, as
+  // re-initialising a locked mutex is undefined (and TSan reports it as a double lock).
+  postfork_parent();
   // The background thread did not survive fork(); the next spill starts a new one. Heaps of the
   // parent's other threads stay registered with their slabs (their blocks cannot be freed here
   // by their threads; that memory is the child's to leak, as with any allocator).
