@@ -52,6 +52,10 @@ fuzz: setup
 	build-fuzz/hakmem_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
 	  build-fuzz/corpus fuzz/corpus
 
+# Refresh the regression baseline: deliberately, on a quiet machine, committed alone with the why.
+baseline: build
+	$(BUILD)/harness/hakbench sweep configs/ci.toml --out results/baselines/ci.csv
+
 bench: build
 	$(BUILD)/harness/hakbench sweep $(CONFIG) --out results/default.csv
 	$(MAKE) --no-print-directory plots
