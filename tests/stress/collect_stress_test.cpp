@@ -70,13 +70,6 @@ namespace {
 
 using namespace stress;
 
-hak_stats_t stats_now() {
-  hak_stats_t s{};
-  s.struct_size = sizeof s;
-  hak_stats(&s);
-  return s;
-}
-
 // After a cross-thread run whose threads have all exited and whose blocks are all freed, a
 // collect gives back everything: bytes in use return to where they were, and no more SuperSlabs
 // stay live than before. A lost remote free (a block pushed onto a remote list that nobody ever

@@ -19,13 +19,6 @@ namespace {
 
 using namespace stress;
 
-hak_stats_t stats_now() {
-  hak_stats_t s{};
-  s.struct_size = sizeof s;
-  hak_stats(&s);
-  return s;
-}
-
 constexpr unsigned kFreers = 3;
 constexpr size_t kBlocksPerRound = 40000;
 constexpr uint64_t kRounds = 40;

@@ -443,4 +443,11 @@ uint64_t threads_scaled(uint64_t base) {
   return ops(base);
 }
 
+hak_stats_t stats_now() {
+  hak_stats_t s{};
+  s.struct_size = sizeof s;
+  hak_stats(&s);
+  return s;
+}
+
 }  // namespace stress

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "hakmem.h"
+
 #if defined(__SANITIZE_THREAD__)
 #define HAKMEM_STRESS_TSAN 1
 #elif defined(__SANITIZE_ADDRESS__)
@@ -219,5 +221,8 @@ uint64_t run_rounds(uint64_t ci_rounds, F&& round) {
   }
   return i;
 }
+
+// A snapshot of hakmem's counters.
+hak_stats_t stats_now();
 
 }  // namespace stress
