@@ -5,6 +5,7 @@
 // failure path.
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "common.h"
@@ -58,6 +59,8 @@ RunResult run_corrupt(const RunContext& context) {
   auto* block = static_cast<unsigned char*>(std::malloc(kSize));
   if (block == nullptr) std::abort();
   check.after_malloc(block, kSize);
+  // Without --verify no pattern was written: give the block defined contents before the flip.
+  if (!context.verify()) std::memset(block, 0, kSize);
   block[kSize / 2] = static_cast<unsigned char>(block[kSize / 2] ^ 0x5A);
   check.before_free(block, kSize);
   std::free(block);
