@@ -16,16 +16,10 @@
 
 namespace hak {
 
-void* route_malloc_above_tiny(size_t size) {
-  return large::alloc(size, 16);
-}
-
-void route_free_not_tiny(void* p, chunk_map::Entry entry) {
+void route_free_large_or_foreign(void* p, chunk_map::Entry entry) {
   switch (entry.kind()) {
     case chunk_map::Kind::kLarge:
       return large::free(p, entry);
-    case chunk_map::Kind::kPool:
-      return pool::free(p, entry);
     case chunk_map::Kind::kNone:
       if (p == nullptr) return;
       // Not in hakmem's address map: refuse it rather than corrupt memory we do not own.

@@ -4,26 +4,27 @@
 #pragma once
 
 #include "common/chunk_map.h"
+#include "large/large.h"
 #include "pool/pool.h"
 #include "tiny/tiny.h"
 
 namespace hak {
 
-void* route_malloc_above_tiny(size_t size);
-void route_free_not_tiny(void* p, chunk_map::Entry entry);
+// Frees a block that is neither tiny nor pool: a large span, or a pointer hakmem never returned.
+void route_free_large_or_foreign(void* p, chunk_map::Entry entry);
 void* route_aligned_alloc_slow(size_t alignment, size_t size);
 
 HAK_FAST_PATH void* route_malloc(size_t size) {
   if (HAK_LIKELY(size <= kTinyMaxSize)) return tiny::alloc(size);
   if (HAK_LIKELY(size <= kPoolMaxSize)) return pool::alloc(size);
-  return route_malloc_above_tiny(size);
+  return large::alloc(size, 16);
 }
 
 HAK_FAST_PATH void route_free(void* p) {
   chunk_map::Entry entry = chunk_map::lookup(p);
   if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kTiny)) return tiny::free(p, entry);
   if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kPool)) return pool::free(p, entry);
-  route_free_not_tiny(p, entry);
+  route_free_large_or_foreign(p, entry);
 }
 
 // alignment: a power of two (the caller checked). Tiny blocks of a class whose size is a multiple
