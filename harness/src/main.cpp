@@ -360,7 +360,10 @@ int main(int argc, char** argv) {
     }
     if (sweep_out.empty()) sweep_out = "results/" + config.name + ".csv";
     std::vector<Row> previous;
-    if (sweep_resume && std::filesystem::exists(sweep_out)) {
+    // An empty file is a sweep killed between creating its output and writing the header: like
+    // CsvWriter, treat it as holding no trials yet.
+    if (sweep_resume && std::filesystem::exists(sweep_out) &&
+        std::filesystem::file_size(sweep_out) > 0) {
       try {
         previous = schema_rows(read_csv_file(sweep_out), sweep_out);
       } catch (const std::exception& e) {

@@ -184,6 +184,21 @@ name = "selftest-idle"
 params = { iters = 100000000 }
 )";
 
+// A SIGKILL between creating the CSV and writing its header leaves an empty file; --resume must
+// run every trial into it rather than refuse it.
+TEST(HarnessRobustness, ResumeOfAnEmptyOutputRunsEveryTrial) {
+  ScratchDir dir;
+  std::string config = dir.write("empty.toml", kSweepConfig);
+  std::string csv = dir.write("empty.csv", "");
+  std::string log = dir.file("hakbench.log");
+  pid_t pid = start_hakbench({"sweep", config, "--out", csv, "--resume"}, log);
+  int status = wait_guarded(pid, std::chrono::seconds(300));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "--resume of an empty CSV: status " << status << "\n"
+      << read_all(log);
+  EXPECT_EQ(expect_complete_rows(csv, "after --resume of an empty CSV"), kPlanned);
+}
+
 TEST(HarnessRobustness, SweepKilledMidwayLeavesCompleteRowsAndResumeFinishes) {
   ScratchDir dir;
   std::string config = dir.write("kill.toml", kSweepConfig);
