@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -19,7 +20,8 @@ const std::array<std::string_view, kNumCols> kColumnNames = {
     "link",        "threads",      "rep",           "status",        "ops",
     "seconds",     "ops_per_sec",  "max_rss_kb",    "futex_calls",   "syscalls",
     "mmap_calls",  "munmap_calls", "madvise_calls", "task_clock_ms", "context_switches",
-    "page_faults", "cycles",       "instructions",  "cache_misses",  "branch_misses"};
+    "page_faults", "cycles",       "instructions",  "cache_misses",  "branch_misses",
+    "live_bytes",  "final_rss_kb"};
 
 std::string csv_quote(std::string_view field) {
   if (field.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(field);
@@ -134,22 +136,38 @@ Table read_csv_file(const std::string& path) {
   return parse_csv(ss.str(), path);
 }
 
+std::size_t schema_width(const std::vector<std::string>& header, const std::string& what) {
+  for (std::size_t i = 0; i < std::min(header.size(), kNumCols); ++i)
+    if (header[i] != kColumnNames[i])
+      throw std::runtime_error(what + ": column " + std::to_string(i + 1) + " is '" + header[i] +
+                               "', expected '" + std::string(kColumnNames[i]) + "'");
+  if (header.size() > kNumCols)
+    throw std::runtime_error(what + ": unexpected extra column '" + header[kNumCols] + "'");
+  if (header.size() != kNumCols && header.size() != kPreviousNumCols)
+    throw std::runtime_error(what + ": missing column '" +
+                             std::string(kColumnNames[header.size()]) + "'");
+  return header.size();
+}
+
+void require_current_schema(const std::vector<std::string>& header, const std::string& what) {
+  if (schema_width(header, what) == kNumCols) return;
+  std::string added;
+  for (std::size_t i = kPreviousNumCols; i < kNumCols; ++i)
+    added += (added.empty() ? "" : ", ") + std::string(kColumnNames[i]);
+  throw std::runtime_error(what + ": header mismatch: the file has the previous " +
+                           std::to_string(kPreviousNumCols) + "-column schema (without " + added +
+                           "); appending would mix two schemas in one file. Convert it first: "
+                           "hakbench merge -o NEW.csv " +
+                           what);
+}
+
 std::vector<Row> schema_rows(const Table& table, const std::string& what) {
-  for (std::size_t i = 0; i < kNumCols; ++i) {
-    if (i >= table.header.size())
-      throw std::runtime_error(what + ": missing column '" + std::string(kColumnNames[i]) + "'");
-    if (table.header[i] != kColumnNames[i])
-      throw std::runtime_error(what + ": column " + std::to_string(i + 1) + " is '" +
-                               table.header[i] + "', expected '" + std::string(kColumnNames[i]) +
-                               "'");
-  }
-  if (table.header.size() != kNumCols)
-    throw std::runtime_error(what + ": unexpected extra column '" + table.header[kNumCols] + "'");
+  const std::size_t width = schema_width(table.header, what);
   std::vector<Row> rows;
   rows.reserve(table.rows.size());
   for (const auto& r : table.rows) {
     Row row;
-    for (std::size_t i = 0; i < kNumCols; ++i) row.cells[i] = r[i];
+    std::copy_n(r.begin(), width, row.cells.begin());
     rows.push_back(std::move(row));
   }
   return rows;
@@ -167,8 +185,7 @@ CsvWriter::CsvWriter(const std::string& path) : path_(path) {
     return;
   }
   // Existing file: refuse to append to something that is not this schema.
-  Table t = read_csv_file(path);
-  (void)schema_rows(Table{t.header, {}}, path);
+  require_current_schema(read_csv_file(path).header, path);
 }
 
 CsvWriter::~CsvWriter() {

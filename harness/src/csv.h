@@ -43,9 +43,13 @@ enum class Col : std::size_t {
   instructions,
   cache_misses,
   branch_misses,
+  live_bytes,
+  final_rss_kb,
   count_
 };
 inline constexpr std::size_t kNumCols = static_cast<std::size_t>(Col::count_);
+// Files written before live_bytes and final_rss_kb were added have only the columns before them.
+inline constexpr std::size_t kPreviousNumCols = static_cast<std::size_t>(Col::live_bytes);
 extern const std::array<std::string_view, kNumCols> kColumnNames;
 inline constexpr std::string_view kNA = "NA";
 
@@ -77,12 +81,18 @@ struct Table {
 Table parse_csv(std::string_view text, const std::string& what);
 // Reads and parses a file; throws std::runtime_error if it cannot be read.
 Table read_csv_file(const std::string& path);
-// Converts a table whose header is exactly the schema into rows; throws naming the first
-// column that differs.
+// The number of schema columns `header` holds: kNumCols, or kPreviousNumCols for a file of the
+// previous schema. Throws naming the first column that differs from both.
+std::size_t schema_width(const std::vector<std::string>& header, const std::string& what);
+// Throws unless `header` is the current schema: appending to a file of the previous one would
+// mix two schemas in one file. The message says how to convert it (merge).
+void require_current_schema(const std::vector<std::string>& header, const std::string& what);
+// Converts a table whose header is the schema (current or previous) into rows; the columns a
+// previous-schema file lacks are NA. Throws as schema_width does.
 std::vector<Row> schema_rows(const Table& table, const std::string& what);
 
 // Appends rows to a results file. A new or empty file gets the header first; an existing file
-// must already have the schema header (otherwise it throws instead of mixing formats).
+// must already have the current schema header (otherwise it throws instead of mixing formats).
 class CsvWriter {
  public:
   explicit CsvWriter(const std::string& path);

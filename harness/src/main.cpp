@@ -365,7 +365,9 @@ int main(int argc, char** argv) {
     if (sweep_resume && std::filesystem::exists(sweep_out) &&
         std::filesystem::file_size(sweep_out) > 0) {
       try {
-        previous = schema_rows(read_csv_file(sweep_out), sweep_out);
+        Table done = read_csv_file(sweep_out);
+        require_current_schema(done.header, sweep_out);
+        previous = schema_rows(done, sweep_out);
       } catch (const std::exception& e) {
         die(std::string("--resume: ") + e.what());
       }

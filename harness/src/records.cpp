@@ -53,6 +53,9 @@ std::vector<Row> make_rows(const MachineInfo& machine, const std::string& config
       r[Col::ops] = opt(m.ops);
       r[Col::seconds] = opt(m.seconds);
       r[Col::ops_per_sec] = opt(m.ops_per_sec);
+      r[Col::live_bytes] = opt(m.live_bytes);
+      // Under callgrind the resident set is valgrind's, as for max_rss_kb.
+      if (!spec.callgrind) r[Col::final_rss_kb] = opt(m.final_rss_kb);
     }
     if (!micro) {
       if (!spec.callgrind && outcome.max_rss_kb && *outcome.max_rss_kb > 0)

@@ -12,7 +12,8 @@
 namespace hakbench {
 
 // One row per measurement. Micro rows carry NA counters: the counters are per process and the
-// process ran every benchmark. Callgrind rows put the total instructions in `instructions`.
+// process ran every benchmark. Callgrind rows put the total instructions in `instructions` and
+// leave max_rss_kb and final_rss_kb NA (they would measure valgrind).
 std::vector<Row> make_rows(const MachineInfo& machine, const std::string& config_name,
                            const TrialSpec& spec, const TrialOutcome& outcome);
 

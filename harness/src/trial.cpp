@@ -161,6 +161,12 @@ std::string parse_runner_output(const std::string& out, const TrialSpec& spec, M
   m.ops_per_sec = json_number(j, "ops_per_sec");
   if (!m.ops_per_sec && m.ops && m.seconds && *m.seconds > 0) m.ops_per_sec = *m.ops / *m.seconds;
   if (!m.ops || !m.seconds) return "the runner's JSON lacks ops or seconds";
+  if (auto it = j.find("extra"); it != j.end() && it->is_object()) {
+    m.live_bytes = json_number(*it, "live_bytes");
+    m.final_rss_kb = json_number(*it, "final_rss_kb");
+    // The runner reports -1 when it could not read its resident set.
+    if (m.final_rss_kb && *m.final_rss_kb < 0) m.final_rss_kb.reset();
+  }
   return "";
 }
 

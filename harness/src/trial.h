@@ -41,6 +41,9 @@ struct Measurement {
   std::string params;  // k=v;k=v sorted by key
   int threads = 1;
   std::optional<double> ops, seconds, ops_per_sec;
+  // From the runner's `extra`, for workloads that measure their own resident memory (footprint):
+  // the bytes held live at the point where it reads its resident set, and that resident set.
+  std::optional<double> live_bytes, final_rss_kb;
 };
 
 struct TrialOutcome {

@@ -1,6 +1,7 @@
 // Sweeps end to end through the hakbench binary: a crashing trial becomes a `crashed` row and the
 // sweep goes on; sharding N ways and merging gives exactly the unsharded trials; --resume skips
-// what is done; a bad config is refused with its message; plus the planning order.
+// what is done; a bad config is refused with its message; files of the previous schema merge
+// into the current one but are not resumed onto; plus the planning order.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "csv.h"
 #include "plan.h"
+#include "summary.h"
 #include "test_support.h"
 
 namespace hakbench {
@@ -124,6 +126,69 @@ threads = [1]
   auto again = hakbench({"sweep", config, "--resume", "--out", half});
   EXPECT_NE(again.err.find("resume: 12 of 12"), std::string::npos) << again.err;
   EXPECT_EQ(rows_of(half).size(), 12u);
+}
+
+// `text` as a file written before live_bytes and final_rss_kb were added.
+std::string previous_schema(const std::string& text) {
+  Table t = parse_csv(text, "current");
+  std::string out;
+  t.header.resize(kPreviousNumCols);
+  out += csv_line(t.header);
+  for (auto& r : t.rows) {
+    r.resize(kPreviousNumCols);
+    out += csv_line(r);
+  }
+  return out;
+}
+
+TEST(Sweep, PreviousSchemaFilesMergeIntoTheCurrentOneButAreNotResumedOnto) {
+  test::ScratchDir dir;
+  std::string config = dir.write("c.toml", R"(
+[sweep]
+allocators = ["system"]
+reps = 2
+[[workload]]
+name = "footprint"
+params = { total = 4194304 }
+)");
+  const std::string current = dir.file("current.csv");
+  ASSERT_EQ(hakbench({"sweep", config, "--shard", "1/2", "--out", current}).exit_code, 0);
+  ASSERT_EQ(rows_of(current).size(), 1u);
+  EXPECT_NE(cell_number(rows_of(current)[0][Col::final_rss_kb]), std::nullopt);
+  const std::string old = dir.write("old.csv", previous_schema(test::read_file(current)));
+
+  auto resumed = hakbench({"sweep", config, "--resume", "--out", old});
+  EXPECT_EQ(resumed.exit_code, 2);
+  EXPECT_NE(resumed.err.find("--resume: " + old +
+                             ": header mismatch: the file has the previous "
+                             "30-column schema"),
+            std::string::npos)
+      << resumed.err;
+  EXPECT_EQ(test::read_file(old), previous_schema(test::read_file(current)));  // untouched
+
+  const std::string merged = dir.file("merged.csv");
+  auto m = hakbench({"merge", "-o", merged, old, current});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  EXPECT_EQ(test::read_file(merged).substr(0, header_line().size()), header_line());
+  auto rows = rows_of(merged);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0][Col::live_bytes], "NA");
+  EXPECT_EQ(rows[0][Col::final_rss_kb], "NA");
+  EXPECT_NE(rows[1][Col::live_bytes], "NA");
+  // The merged file is current: resuming onto it runs the missing repetition only.
+  auto done = hakbench({"sweep", config, "--resume", "--out", merged});
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  EXPECT_NE(done.err.find("resume: 1 of 2 trial(s)"), std::string::npos) << done.err;
+  EXPECT_EQ(rows_of(merged).size(), 3u);
+}
+
+TEST(Sweep, CommittedBaselinesStillRead) {
+  const std::string source = test::env_path("HAKBENCH_SOURCE_DIR");
+  for (const char* name : {"ci.csv", "default.csv"}) {
+    const std::string path = source + "/results/baselines/" + name;
+    auto rows = rows_of(path);
+    EXPECT_GT(rows.size(), 100u) << path;
+  }
 }
 
 TEST(Sweep, BadConfigIsRefusedWithExit2AndTheMessage) {

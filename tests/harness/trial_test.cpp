@@ -1,11 +1,14 @@
 // Trials as child processes: statuses (ok, crashed with the signal's name, timeout, failed,
 // verify_failed), the futex counter (> 0 for 4 threads contending a mutex, exactly 0 for a
-// child that makes no futex call), CPU pinning, and parsing of runner / Google Benchmark output.
+// child that makes no futex call), CPU pinning, parsing of runner / Google Benchmark output, and
+// footprint's live bytes and final resident memory reaching the row (NA for other workloads).
 #include "trial.h"
 
 #include <gtest/gtest.h>
 
 #include "perf_counters.h"
+#include "records.h"
+#include "summary.h"
 #include "test_support.h"
 
 namespace hakbench {
@@ -59,6 +62,55 @@ TEST(Trial, OkRowCarriesRunnerOutputAndCounters) {
     EXPECT_GT(*out.counters.get(Counter::syscalls), 10u);  // execve, mmap of libraries, write...
     EXPECT_GT(*out.counters.get(Counter::mmap), 0u);
   }
+}
+
+TEST(Trial, FootprintRowCarriesLiveBytesAndFinalRss) {
+  TrialSpec s = spec("footprint", {{"total", "8M"}});
+  auto out = run_trial(s, runner_paths());
+  ASSERT_EQ(out.status, "ok") << out.detail;
+  const Measurement& m = out.measurements.at(0);
+  ASSERT_TRUE(m.live_bytes);
+  ASSERT_TRUE(m.final_rss_kb);
+  // The rebuild allocates the freed bytes again, so about `total` stays live; the process holds
+  // at least that much resident (every block's pages are touched) but nowhere near 10 times it.
+  EXPECT_GT(*m.live_bytes, 7 << 20);
+  EXPECT_LT(*m.live_bytes, 10 << 20);
+  EXPECT_GT(*m.final_rss_kb * 1024, *m.live_bytes);
+  EXPECT_LT(*m.final_rss_kb * 1024, 10 * *m.live_bytes);
+  Row row = make_rows(MachineInfo{}, "t", s, out).at(0);
+  EXPECT_EQ(cell_number(row[Col::live_bytes]), m.live_bytes);
+  EXPECT_EQ(cell_number(row[Col::final_rss_kb]), m.final_rss_kb);
+}
+
+TEST(Trial, OtherWorkloadsAndCallgrindRowsHaveNaWhereTheyCannotMeasure) {
+  TrialSpec idle = spec("selftest-idle", {{"iters", "1000"}});
+  auto out = run_trial(idle, runner_paths());
+  ASSERT_EQ(out.status, "ok") << out.detail;
+  EXPECT_FALSE(out.measurements.at(0).live_bytes);
+  EXPECT_FALSE(out.measurements.at(0).final_rss_kb);
+  Row row = make_rows(MachineInfo{}, "t", idle, out).at(0);
+  EXPECT_EQ(row[Col::live_bytes], "NA");
+  EXPECT_EQ(row[Col::final_rss_kb], "NA");
+  EXPECT_NE(row[Col::ops], "NA");
+
+  // A resident set the runner could not read (-1) is NA, not a number.
+  Measurement m;
+  ASSERT_EQ(
+      parse_runner_output(R"({"ops":2,"seconds":1,"extra":{"live_bytes":4096,"final_rss_kb":-1}})",
+                          spec("footprint"), m),
+      "");
+  EXPECT_EQ(m.live_bytes, 4096);
+  EXPECT_FALSE(m.final_rss_kb);
+  // Under callgrind the resident set would be valgrind's.
+  TrialSpec cg = spec("footprint");
+  cg.callgrind = true;
+  TrialOutcome o;
+  o.status = "ok";
+  m.final_rss_kb = 5000;
+  o.measurements = {m};
+  Row cg_row = make_rows(MachineInfo{}, "t", cg, o).at(0);
+  EXPECT_EQ(cg_row[Col::live_bytes], "4096");
+  EXPECT_EQ(cg_row[Col::final_rss_kb], "NA");
 }
 
 TEST(Trial, AbortIsCrashedWithTheSignalName) {
