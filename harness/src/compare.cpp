@@ -21,12 +21,16 @@ const char* const kRequired[] = {"workload",    "threads",      "allocator",    
                                  "link",        "ops",          "ops_per_sec",  "max_rss_kb",
                                  "futex_calls", "instructions", "task_clock_ms"};
 
+// Optional: files from before they were added lack them, and only footprint reports them.
+const char* const kResidentColumns[] = {"live_bytes", "final_rss_kb"};
+
 using Key = std::pair<std::string, int>;                                   // workload, threads
 using Values = std::map<Key, std::map<std::string, std::vector<double>>>;  // -> alloc -> values
 
 struct Extracted {
-  Values tput, cpu_tput, rss, futex, ipo;
+  Values tput, cpu_tput, rss, futex, ipo, rss_per_live;
   std::set<std::string> allocators;
+  std::string missing_resident;  // the resident columns the file lacks, comma-separated
 };
 
 Extracted extract(const Table& t, const std::string& name) {
@@ -41,6 +45,12 @@ Extracted extract(const Table& t, const std::string& name) {
   }
   if (!missing.empty()) throw UnusableInput(name + ": missing column(s): " + missing);
   Extracted e;
+  for (const char* c : kResidentColumns) {
+    if (auto i = t.index_of(c))
+      col[c] = *i;
+    else
+      e.missing_resident += (e.missing_resident.empty() ? "" : ", ") + std::string(c);
+  }
   for (const auto& r : t.rows) {
     if (r[col["status"]] != "ok") continue;
     const std::string& alloc = r[col["allocator"]];
@@ -58,6 +68,10 @@ Extracted extract(const Table& t, const std::string& name) {
     if (auto v = cell_number(r[col["max_rss_kb"]])) e.rss[k][alloc].push_back(*v);
     auto f = cell_number(r[col["futex_calls"]]);
     if (f && ops && *ops > 0) e.futex[k][alloc].push_back(*f / *ops * 1e6);
+    if (!e.missing_resident.empty()) continue;
+    auto live = cell_number(r[col["live_bytes"]]);
+    auto resident = cell_number(r[col["final_rss_kb"]]);
+    if (live && resident && *live > 0) e.rss_per_live[k][alloc].push_back(*resident * 1024 / *live);
   }
   return e;
 }
@@ -98,11 +112,9 @@ std::string fmt(double v) {
 }  // namespace
 
 const std::map<std::string, double>& default_tolerances() {
-  static const std::map<std::string, double> d = {{"throughput_ratio", 0.15},
-                                                  {"cpu_throughput_ratio", 0.15},
-                                                  {"rss_ratio", 0.20},
-                                                  {"futex_per_mops", 0.50},
-                                                  {"instructions_per_op", 0.02}};
+  static const std::map<std::string, double> d = {
+      {"throughput_ratio", 0.15}, {"cpu_throughput_ratio", 0.15}, {"rss_ratio", 0.20},
+      {"futex_per_mops", 0.50},   {"instructions_per_op", 0.02},  {"rss_per_live_byte", 0.10}};
   return d;
 }
 
@@ -148,8 +160,19 @@ CompareResult compare_tables(const Table& base, const std::string& base_name, co
                         {"cpu_throughput_ratio", &Extracted::cpu_tput, true},
                         {"rss_ratio", &Extracted::rss, true},
                         {"futex_per_mops", &Extracted::futex, false},
-                        {"instructions_per_op", &Extracted::ipo, false}};
+                        {"instructions_per_op", &Extracted::ipo, false},
+                        {"rss_per_live_byte", &Extracted::rss_per_live, true}};
   for (const Spec& s : specs) {
+    if (s.values == &Extracted::rss_per_live) {
+      const bool base_lacks = !b.missing_resident.empty();
+      if (base_lacks || !n.missing_resident.empty()) {
+        result.notes.push_back(std::string(s.name) + ": skipped: " +
+                               (base_lacks ? base_name + " has no " + b.missing_resident
+                                           : now_name + " has no " + n.missing_resident) +
+                               " column(s) (written before the schema had them)");
+        continue;
+      }
+    }
     auto bm = metric(b.*(s.values), options, s.ratio);
     auto nm = metric(n.*(s.values), options, s.ratio);
     const double t = tol[s.name];

@@ -15,6 +15,9 @@
 //                        counts); default tol 0.50
 //   instructions_per_op  median callgrind instructions ÷ ops (link = callgrind rows)
 //                        regression: new > base × (1 + tol); default tol 0.02
+//   rss_per_live_byte    median final_rss_kb × 1024 ÷ live_bytes ÷ system's (workloads that
+//                        report them: footprint); skipped with a note when either file lacks
+//                        the columns; regression: new > base × (1 + tol); default tol 0.10
 // Improvements beyond tolerance are reported as "better" and never fail.
 #pragma once
 
@@ -53,7 +56,7 @@ struct CompareLine {
 
 struct CompareResult {
   std::vector<CompareLine> lines;
-  std::vector<std::string> notes;  // keys present in only one file
+  std::vector<std::string> notes;  // keys present in only one file, checks skipped
   bool regressed = false;
   std::string table() const;
 };

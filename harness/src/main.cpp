@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
   compare->add_option("--tolerance", cmp_tol,
                       "metric=value (fraction or %): throughput_ratio (default 15%), "
                       "cpu_throughput_ratio (15%), rss_ratio (20%), futex_per_mops (50%, +10 "
-                      "absolute), instructions_per_op (2%)");
+                      "absolute), instructions_per_op (2%), rss_per_live_byte (10%)");
   compare->add_option("--alloc", cmp_opts.alloc, "allocator under test (default hakmem)");
   compare->add_option("--reference", cmp_opts.reference, "reference allocator (default system)");
 

@@ -1,9 +1,13 @@
 // The regression check on synthetic CSVs: an unchanged pair passes, a 20% drop of hakmem's
-// throughput ratio to system fails, a 3% rise in callgrind instructions per op fails, unusable
-// input is refused with its reason (and exit codes 0/1/2 from the CLI).
+// throughput ratio to system fails, a 3% rise in callgrind instructions per op fails, a 15% rise
+// of footprint's resident memory per live byte fails, a baseline of the previous schema skips
+// that check with a note, unusable input is refused with its reason (and exit codes 0/1/2 from
+// the CLI).
 #include "compare.h"
 
 #include <gtest/gtest.h>
+
+#include <optional>
 
 #include "test_support.h"
 
@@ -16,7 +20,12 @@ struct Spec {
   double hak_rss = 4000, sys_rss = 3000;
   double hak_futex = 50;     // per trial, on 1e6 ops
   double hak_instr = 150e6;  // callgrind, on 1e6 ops
+  // footprint rows (threads 1, 3 reps, 64 MiB live) when set: hakmem's final RSS in KiB; system
+  // holds 1.1 KiB per live KiB.
+  std::optional<double> hak_final_rss_kb;
 };
+
+constexpr double kLiveBytes = 64 << 20;
 
 Row row(const std::string& alloc, const std::string& link, const std::string& workload, int threads,
         int rep, double tput, double rss, double futex, double instr, double cpu_ms = 1000) {
@@ -54,6 +63,15 @@ Table table_of(const Spec& s) {
       }
     }
     text += row_line(row("hakmem", "callgrind", w, 1, 1, 1e4, 0, 0, s.hak_instr));
+  }
+  for (int rep = 1; s.hak_final_rss_kb && rep <= 3; ++rep) {
+    for (const char* alloc : {"system", "hakmem"}) {
+      Row r = row(alloc, "preload", "footprint", 1, rep, 1e6, 1, 1, 0);
+      r[Col::live_bytes] = std::to_string(kLiveBytes);
+      double kb = std::string(alloc) == "system" ? kLiveBytes / 1024 * 1.1 : *s.hak_final_rss_kb;
+      r[Col::final_rss_kb] = std::to_string(kb * (1 + 0.001 * (rep - 2)));
+      text += row_line(r);
+    }
   }
   // A crashed row never counts.
   Row bad = row("hakmem", "preload", "larson", 1, 4, 1, 1, 1, 0);
@@ -156,6 +174,63 @@ TEST(Compare, RssAndFutexRegressions) {
   EXPECT_EQ(find(r, "throughput_ratio", "larson", 2)->verdict, "better");
 }
 
+// The table as a file written before live_bytes and final_rss_kb were added.
+Table previous_schema(Table t) {
+  t.header.resize(kPreviousNumCols);
+  for (auto& r : t.rows) r.resize(kPreviousNumCols);
+  return t;
+}
+
+bool has_note(const CompareResult& r, const std::string& text) {
+  for (const auto& n : r.notes)
+    if (n.find(text) != std::string::npos) return true;
+  return false;
+}
+
+TEST(Compare, ResidentPerLiveByteRiseOfFifteenPercentFails) {
+  Spec base, fat;
+  base.hak_final_rss_kb = kLiveBytes / 1024 * 1.43;  // 1.3 times system's resident per live byte
+  fat.hak_final_rss_kb = *base.hak_final_rss_kb * 1.15;
+  CompareResult same = run(base, base);
+  EXPECT_FALSE(same.regressed) << same.table();
+  const CompareLine* l = find(same, "rss_per_live_byte", "footprint", 1);
+  ASSERT_NE(l, nullptr) << same.table();
+  EXPECT_NEAR(l->base, 1.3, 1e-9);
+  EXPECT_DOUBLE_EQ(l->tolerance, 0.10);
+  CompareResult r = run(base, fat);
+  EXPECT_TRUE(r.regressed) << r.table();
+  l = find(r, "rss_per_live_byte", "footprint", 1);
+  ASSERT_NE(l, nullptr);
+  EXPECT_EQ(l->verdict, "REGRESSED");
+  EXPECT_NEAR(l->change, 0.15, 1e-9);
+  EXPECT_EQ(find(r, "throughput_ratio", "footprint", 1)->verdict, "ok");
+  // The other checks keep their defaults.
+  EXPECT_DOUBLE_EQ(find(r, "throughput_ratio", "larson", 1)->tolerance, 0.15);
+  EXPECT_DOUBLE_EQ(find(r, "rss_ratio", "larson", 1)->tolerance, 0.20);
+}
+
+TEST(Compare, PreviousSchemaBaselineSkipsResidentCheckWithANote) {
+  Spec now, fat;
+  now.hak_final_rss_kb = kLiveBytes / 1024 * 1.43;
+  fat.hak_final_rss_kb = kLiveBytes / 1024 * 5;  // would fail any resident check
+  for (const Spec& s : {now, fat}) {
+    CompareResult r =
+        compare_tables(previous_schema(table_of(s)), "old.csv", table_of(s), "new.csv", {});
+    EXPECT_FALSE(r.regressed) << r.table();
+    EXPECT_EQ(find(r, "rss_per_live_byte", "footprint", 1), nullptr);
+    EXPECT_TRUE(has_note(r,
+                         "rss_per_live_byte: skipped: old.csv has no live_bytes, "
+                         "final_rss_kb column(s)"))
+        << r.table();
+    EXPECT_NE(find(r, "throughput_ratio", "footprint", 1), nullptr);
+  }
+  // The other way round too: a new file without the columns is not a regression either.
+  CompareResult back =
+      compare_tables(table_of(now), "base.csv", previous_schema(table_of(fat)), "old.csv", {});
+  EXPECT_FALSE(back.regressed);
+  EXPECT_TRUE(has_note(back, "rss_per_live_byte: skipped: old.csv has no")) << back.table();
+}
+
 TEST(Compare, MissingColumnIsUnusableWithTheReason) {
   std::string text = header_line();
   text.replace(text.find(",ops_per_sec"), 12, "");
@@ -222,6 +297,23 @@ TEST(Compare, CliExitCodes) {
   EXPECT_NE(unusable.err.find("missing column(s): allocator, status, link, ops, ops_per_sec"),
             std::string::npos)
       << unusable.err;
+  Spec with_footprint;
+  with_footprint.hak_final_rss_kb = kLiveBytes / 1024 * 1.43;
+  Table old = previous_schema(table_of(with_footprint));
+  std::string old_text = csv_line(old.header);
+  for (auto& r : old.rows) old_text += csv_line(r);
+  std::string old_base = dir.write("old.csv", old_text),
+              footprint = write_table("footprint.csv", with_footprint);
+  auto skipped = test::run_command({hakbench, "compare", old_base, footprint});
+  EXPECT_EQ(skipped.exit_code, 0) << skipped.out << skipped.err;
+  EXPECT_NE(skipped.out.find("note: rss_per_live_byte: skipped: " + old_base +
+                             " has no live_bytes, final_rss_kb column(s)"),
+            std::string::npos)
+      << skipped.out;
+  EXPECT_NE(skipped.out.find("no regression"), std::string::npos) << skipped.out;
+  auto checked = test::run_command({hakbench, "compare", footprint, footprint});
+  EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err;
+  EXPECT_NE(checked.out.find("\nrss_per_live_byte "), std::string::npos) << checked.out;
   auto badtol = test::run_command({hakbench, "compare", base, same, "--tolerance", "speed=1"});
   EXPECT_EQ(badtol.exit_code, 2);
   EXPECT_NE(badtol.err.find("unknown metric 'speed'"), std::string::npos) << badtol.err;
