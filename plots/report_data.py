@@ -21,7 +21,7 @@ COLUMNS = (
     "allocator_version", "link", "threads", "rep", "status", "ops", "seconds", "ops_per_sec",
     "max_rss_kb", "futex_calls", "syscalls", "mmap_calls", "munmap_calls", "madvise_calls",
     "task_clock_ms", "context_switches", "page_faults", "cycles", "instructions", "cache_misses",
-    "branch_misses",
+    "branch_misses", "live_bytes", "final_rss_kb",
 )
 # Without these a row cannot be placed on any picture; every other column may be absent.
 REQUIRED = ("workload", "allocator", "link", "threads", "status", "ops", "ops_per_sec")
@@ -37,6 +37,10 @@ HW_COUNTERS = (
 )
 SYSCALL_METRICS = (("futex_calls", "futex calls"), ("syscalls", "all syscalls"))
 MMAP_METRICS = (("mmap_calls", "mmap"), ("munmap_calls", "munmap"), ("madvise_calls", "madvise"))
+# Reported by workloads that read their own resident memory; files of the previous schema lack
+# them, and a workload listed here without them gets a note instead of a picture.
+RESIDENT_COLUMNS = ("live_bytes", "final_rss_kb")
+RESIDENT_WORKLOADS = ("footprint",)
 
 BASELINE = "system"
 CALLGRIND = "callgrind"
@@ -243,6 +247,14 @@ def per_op(trial, column, scale=1.0):
     return value / ops * scale
 
 
+def resident_per_live_byte(trial):
+    """Final resident bytes per live byte, or None where either is not measured."""
+    live, resident = trial["live_bytes"], trial["final_rss_kb"]
+    if live is None or resident is None or live <= 0:
+        return None
+    return resident * 1024.0 / live
+
+
 def group(trials, series_of, value):
     """{(case, threads, series): Spread of value(trial)} over the trials with a value."""
     buckets = {}
@@ -264,10 +276,12 @@ class SummaryRow:
     series: Series
     throughput: Spread
     ratio: float  # median / system median at the same case and threads; None without a baseline
+    resident_per_live: float  # median final_rss_kb * 1024 / live_bytes; None where not measured
 
 
 def summary(dataset):
-    """One row per case x threads x series: median ops/s and its ratio to `system`.
+    """One row per case x threads x series: median ops/s, its ratio to `system`, and the median
+    resident bytes per live byte where the workload reports them.
 
     The baseline is the median over every `system` throughput trial of that case and thread
     count (all link modes pooled: glibc is glibc however the harness launched it).
@@ -275,6 +289,7 @@ def summary(dataset):
     trials = dataset.throughput
     series_of = series_index(trials)
     stats = group(trials, series_of, lambda t: t["ops_per_sec"])
+    resident = group(trials, series_of, resident_per_live_byte)
     base_values = {}
     for t in trials:
         if t["allocator"] == BASELINE:
@@ -284,7 +299,9 @@ def summary(dataset):
     for (case, threads, series), s in stats.items():
         base = baseline.get((case, threads))
         ratio = s.median / base if base else None
-        rows.append(SummaryRow(case, threads, series, s, ratio))
+        per_live = resident.get((case, threads, series))
+        rows.append(SummaryRow(case, threads, series, s, ratio,
+                               per_live.median if per_live else None))
     rows.sort(key=lambda r: (workload_order(r.case[0]), r.case[1], r.threads, r.series.sort_key()))
     return rows
 

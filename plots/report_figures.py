@@ -7,6 +7,7 @@ File names (all 1000x600 px):
   syscalls_<case>.png                   futex calls and all syscalls per million ops
   mmap_<case>.png                       mmap / munmap / madvise per million ops
   rss.png                               peak RSS per allocator and case
+  resident_vs_live_<case>.png           final resident memory against live bytes (footprint)
   hwcounters_<case>.png                 hardware counters per op, only those measured
   callgrind_instructions_per_op.png     deterministic instruction counts (link = callgrind)
 <case> is the workload with '/' made '_' (micro/foo -> micro_foo), plus `__<params>` when one
@@ -23,7 +24,8 @@ from matplotlib.ticker import EngFormatter, FixedFormatter, FixedLocator, NullLo
 import report_data as data
 import report_style as style
 
-PREFIXES = ("throughput_", "heatmap_vs_system_", "syscalls_", "mmap_", "hwcounters_")
+PREFIXES = ("throughput_", "heatmap_vs_system_", "syscalls_", "mmap_", "hwcounters_",
+            "resident_vs_live_")
 SINGLES = ("rss.png", "callgrind_instructions_per_op.png", "index.html")
 LOG_RANGE = 20.0  # medians spread wider than this many times -> log axis
 
@@ -334,6 +336,71 @@ def draw_rss(ctx):
     ctx.save(fig, "rss.png", "Memory", "Peak RSS (max_rss_kb) per allocator and workload")
 
 
+def _note_missing_resident(ctx, trials):
+    """A note for each case of a workload that should report live bytes and resident memory."""
+    expected = [c for c in data.cases(trials) if c[0] in data.RESIDENT_WORKLOADS]
+    absent = [c for c in data.RESIDENT_COLUMNS if c in ctx.dataset.absent_columns]
+    for case in expected:
+        if any(data.resident_per_live_byte(t) is not None for t in trials
+               if data.case_of(t) == case):
+            continue
+        why = (f"column(s) {', '.join(absent)} not in the CSV (written before the schema had "
+               "them)" if absent else "`live_bytes` / `final_rss_kb` NA in every row")
+        ctx.notes.append(f"{data.case_label(case)}: {why} — no resident-vs-live plot.")
+
+
+def draw_resident_vs_live(ctx):
+    """Per case: final resident MiB against live MiB, median per allocator and thread count."""
+    trials = ctx.dataset.throughput
+    _note_missing_resident(ctx, trials)
+    measured = [t for t in trials if data.resident_per_live_byte(t) is not None]
+    series_of = data.series_index(measured)
+    mib = 1024.0 * 1024.0
+    live = data.group(measured, series_of, lambda t: t["live_bytes"] / mib)
+    resident = data.group(measured, series_of, lambda t: t["final_rss_kb"] / 1024.0)
+    for case in data.cases(measured):
+        keys = sorted((k for k in live if k[0] == case), key=lambda k: k[1])
+        fig, axes = style.new_figure()
+        ax = axes[0][0]
+        # One range for both axes keeps the ideal line at 45 degrees; it is zoomed to the points
+        # (which sit together near the workload's total) so that allocators can be told apart.
+        low = min(min(live[k].low, resident[k].low) for k in keys)
+        high = max(max(live[k].high, resident[k].high) for k in keys)
+        pad = 0.08 * (high - low) or 0.05 * high
+        bottom, top = max(0.0, low - pad), high + pad
+        ax.plot([bottom, top], [bottom, top], color="#999999", linestyle="--", linewidth=1,
+                label="ideal: resident = live")
+        for i, series in enumerate(data.sorted_series(k[2] for k in keys)):
+            mine = [k for k in keys if k[2] == series]  # by thread count
+            x = np.array([live[k].median for k in mine])
+            y = np.array([resident[k].median for k in mine])
+            colour = style.allocator_colour(series.allocator)
+            ax.errorbar(x, y, xerr=[x - [live[k].low for k in mine],
+                                    [live[k].high for k in mine] - x],
+                        yerr=[y - [resident[k].low for k in mine],
+                              [resident[k].high for k in mine] - y],
+                        color=colour, marker=style.allocator_marker(series.allocator),
+                        markersize=10, linestyle=style.series_linestyle(series), linewidth=1,
+                        capsize=3, label=series.label)
+            for k, xi, yi in zip(mine, x, y):
+                # Series apart vertically, so labels of points that nearly coincide stay readable.
+                ax.annotate(f"{k[1]} thr", (xi, yi), textcoords="offset points",
+                            xytext=(8, 8 - 9 * (i % 3)), fontsize=7, color=colour)
+        ax.set_xlim(bottom, top)
+        ax.set_ylim(bottom, top)
+        ax.set_xlabel("live bytes held by the workload (MiB)")
+        ax.set_ylabel("final resident memory, VmRSS (MiB)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        reps = "/".join(str(n) for n in sorted({live[k].n for k in keys}))
+        ax.set_title(f"median of {reps} repetition(s) per thread count; bars: min–max",
+                     fontsize=9)
+        fig.suptitle(ctx.title("final resident memory against live bytes", case), fontsize=11)
+        ctx.save(fig, f"resident_vs_live_{ctx.slugs[case]}.png", "Memory",
+                 f"{data.case_label(case)}: final resident memory against live bytes "
+                 "(the dashed line is no overhead)")
+
+
 def callgrind_stats(dataset):
     """{(case, threads, series): Spread of instructions per op} from callgrind rows."""
     trials = [t for t in dataset.callgrind if data.per_op(t, "instructions") is not None]
@@ -383,5 +450,6 @@ def draw_all(ctx, summary_rows):
     draw_heatmaps(ctx, summary_rows)
     draw_syscalls(ctx)
     draw_rss(ctx)
+    draw_resident_vs_live(ctx)
     draw_hw_counters(ctx)
     draw_callgrind(ctx)

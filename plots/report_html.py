@@ -85,12 +85,14 @@ def _summary_table(summary_rows):
         ratio = ("—", "num") if r.ratio is None else (
             f"{r.ratio:.3f}" if r.ratio >= 0.1 else f"{r.ratio:.3g}",
             "num faster" if r.ratio > 1.0 else "num slower" if r.ratio < 1.0 else "num")
+        per_live = "—" if r.resident_per_live is None else f"{r.resident_per_live:.3f}"
         rows.append((workload, params, (r.threads, "num"), r.series.allocator, r.series.link,
                      (r.throughput.n, "num"), (_fmt_int(r.throughput.median), "num"),
                      (_fmt_int(r.throughput.low), "num"), (_fmt_int(r.throughput.high), "num"),
-                     ratio))
+                     ratio, (per_live, "num")))
     return _table(("workload", "params", "threads", "allocator", "link", "reps",
-                   "median ops/s", "min ops/s", "max ops/s", "ratio to system"), rows,
+                   "median ops/s", "min ops/s", "max ops/s", "ratio to system",
+                   "resident per live byte"), rows,
                   table_id="summary",
                   row_class=lambda i: "baseline" if summary_rows[i].series.allocator
                   == data.BASELINE else None)
@@ -154,7 +156,8 @@ def write(path, dataset, summary_rows, ctx):
         "<h1>hakmem benchmark report</h1>",
         f"<p>Generated {generated} by plots/report.py. Ratios are median ops/s divided by the "
         "median ops/s of <code>system</code> (glibc) at the same workload, params and thread "
-        "count.</p>",
+        "count. Resident per live byte is the median of final_rss_kb × 1024 ÷ live_bytes, for "
+        "workloads that report them (footprint; 1 would be no overhead).</p>",
         _provenance(dataset),
         f'<h2>Notes</h2><ul id="notes">{notes}</ul>' if notes else "",
         "<h2>Summary</h2>", _summary_table(summary_rows),

@@ -3,7 +3,8 @@
 
 Contents: 4 workloads (one micro/), 5 allocators plus an unknown one (`snmalloc`, random-mixed
 only), 1-3 thread counts, 3 repetitions; one crashed and one timed-out trial; `cache_misses` and
-`branch_misses` NA everywhere, `madvise_calls` NA for footprint; two callgrind rows.
+`branch_misses` NA everywhere, `madvise_calls` NA for footprint; `live_bytes` and `final_rss_kb`
+on the ok footprint rows only (NA elsewhere, as hakbench writes them); two callgrind rows.
 Regenerate with: /usr/bin/python3 tests/plots/make_fixture.py
 """
 
@@ -16,14 +17,17 @@ COLUMNS = (
     "allocator_version", "link", "threads", "rep", "status", "ops", "seconds", "ops_per_sec",
     "max_rss_kb", "futex_calls", "syscalls", "mmap_calls", "munmap_calls", "madvise_calls",
     "task_clock_ms", "context_switches", "page_faults", "cycles", "instructions", "cache_misses",
-    "branch_misses",
+    "branch_misses", "live_bytes", "final_rss_kb",
 )
 WORKLOADS = (  # name, params, thread counts, ops per trial
     ("larson", "min=8,max=1024,chunks=1000,rounds=5", (1, 2, 4), 4_000_000),
     ("random-mixed", "sizes=16-4096,ws=8192", (1, 2, 4), 2_000_000),
-    ("footprint", "live=64MiB", (1, 4), 1_000_000),
+    ("footprint", "total=48MiB", (1, 4), 1_000_000),
     ("micro/tiny_pair", "size=32", (1,), 10_000_000),
 )
+# Final resident bytes per live byte of footprint, per allocator.
+RESIDENT_PER_LIVE = {"system": 1.15, "hakmem": 1.35, "hakmem-static": 1.34, "jemalloc": 1.22,
+                     "mimalloc": 1.30}
 ALLOCATORS = (  # name, version, link, speed factor vs system, RSS factor
     ("system", "glibc-2.36", "preload", 1.00, 1.00),
     ("hakmem", "0.1.0", "preload", 1.60, 0.90),
@@ -36,6 +40,7 @@ ALLOCATORS = (  # name, version, link, speed factor vs system, RSS factor
 
 def main():
     rng = random.Random(7)
+    resident_rng = random.Random(11)  # its own stream: the other columns stay as they were
     rows = []
     minute = 0
 
@@ -68,10 +73,18 @@ def main():
                     seconds = ops / ops_per_sec
                     futex = 0 if threads == 1 else round(rng.uniform(10, 400) / speed)
                     mmaps = round(rng.uniform(20, 60) / speed)
+                    max_rss_kb = round((70000 if workload == "footprint" else 9000)
+                                       * rss * (1 + 0.1 * threads) * rng.uniform(0.98, 1.02))
+                    resident = {}
+                    if workload == "footprint":
+                        live = 48 * 2**20 + 300_000 * threads
+                        final = round(live / 1024 * RESIDENT_PER_LIVE[name]
+                                      * resident_rng.uniform(0.99, 1.01))
+                        assert final <= max_rss_kb, "resident at the end above the peak"
+                        resident = dict(live_bytes=live, final_rss_kb=final)
                     row(**common, status="ok", ops=ops, seconds=f"{seconds:.6f}",
                         ops_per_sec=ops_per_sec,
-                        max_rss_kb=round((70000 if workload == "footprint" else 9000)
-                                         * rss * (1 + 0.1 * threads) * rng.uniform(0.98, 1.02)),
+                        max_rss_kb=max_rss_kb,
                         futex_calls=futex, syscalls=futex + 2 * mmaps + 40,
                         mmap_calls=mmaps, munmap_calls=mmaps // 2,
                         madvise_calls="NA" if workload == "footprint" else round(mmaps / 3),
@@ -79,7 +92,7 @@ def main():
                         context_switches=round(rng.uniform(1, 50)),
                         page_faults=round(rng.uniform(500, 5000)),
                         cycles=round(ops * rng.uniform(60, 90) / speed),
-                        instructions=round(ops * rng.uniform(80, 120) / speed))
+                        instructions=round(ops * rng.uniform(80, 120) / speed), **resident)
     for name, instructions in (("system", 61_000_000), ("hakmem", 23_500_000)):
         row(workload="micro/tiny_pair", params="size=32", allocator=name,
             allocator_version="glibc-2.36" if name == "system" else "0.1.0", link="callgrind",

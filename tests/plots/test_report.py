@@ -36,8 +36,12 @@ EXPECTED_PNGS = (
      for case in CASES}
     | {f"heatmap_vs_system_{a}.png"
        for a in ("hakmem", "hakmem-static", "jemalloc", "mimalloc", "snmalloc")}
-    | {"rss.png", "callgrind_instructions_per_op.png"}
+    | {"rss.png", "callgrind_instructions_per_op.png", "resident_vs_live_footprint.png"}
 )
+RESIDENT_COLUMNS = ("live_bytes", "final_rss_kb")
+# Share of strongly coloured pixels a picture must have; a scatter of ten markers colours less
+# than bars do (its legend alone has ~0.1%).
+MIN_COLOURED = {"resident_vs_live_footprint.png": 0.002}
 HAKMEM_RED = (0xD6, 0x27, 0x28)  # the fixed colour of `hakmem` (plots/report_style.py)
 
 
@@ -155,12 +159,13 @@ class FixtureReport(unittest.TestCase):
                 self.assertGreater(float(pixels.var()), 1e-3)
                 # Something coloured was drawn, not only axes and text (which are grey/black).
                 saturation = pixels.max(axis=2) - pixels.min(axis=2)
-                self.assertGreater(float((saturation > 0.2).mean()), 0.005)
+                self.assertGreater(float((saturation > 0.2).mean()), MIN_COLOURED.get(name, 0.005))
 
     def test_hakmem_has_its_fixed_colour_in_every_allocator_plot(self):
         red = np.array(HAKMEM_RED) / 255.0
         for name in ("throughput_larson.png", "syscalls_larson.png", "mmap_random-mixed.png",
-                     "rss.png", "hwcounters_larson.png", "callgrind_instructions_per_op.png"):
+                     "rss.png", "hwcounters_larson.png", "callgrind_instructions_per_op.png",
+                     "resident_vs_live_footprint.png"):
             with self.subTest(png=name):
                 pixels = matplotlib.image.imread(os.path.join(self.out, name))[..., :3]
                 close = np.abs(pixels - red).max(axis=2) < 2.5 / 255
@@ -201,6 +206,28 @@ class FixtureReport(unittest.TestCase):
                 self.assertEqual(float(row["median ops/s"].replace(",", "")), round(median))
         self.assertEqual(self.summary_cell("larson", "hakmem", 4)["reps"], "2")
         self.assertEqual(self.summary_cell("larson", "system", 2)["ratio to system"], "1.000")
+
+    def test_summary_shows_resident_per_live_byte_for_footprint_only(self):
+        for allocator, threads in (("hakmem", 4), ("system", 1), ("mimalloc", 4)):
+            with self.subTest(cell=(allocator, threads)):
+                expected = statistics.median(
+                    float(r["final_rss_kb"]) * 1024 / float(r["live_bytes"])
+                    for r in read_fixture()
+                    if r["workload"] == "footprint" and r["allocator"] == allocator
+                    and r["status"] == "ok" and int(r["threads"]) == threads)
+                shown = self.summary_cell("footprint", allocator, threads)
+                self.assertAlmostEqual(float(shown["resident per live byte"]), expected,
+                                       delta=0.0006)
+        self.assertGreater(float(self.summary_cell("footprint", "hakmem", 1)
+                                 ["resident per live byte"]), 1.3)
+        self.assertEqual(self.summary_cell("larson", "hakmem", 1)["resident per live byte"], "—")
+
+    def test_resident_vs_live_picture_is_linked_and_draws_the_measured_points(self):
+        name = "resident_vs_live_footprint.png"
+        self.assertIn(name, self.page.hrefs)
+        self.assertIn(name, self.page.imgs)
+        self.assertEqual(png_size(os.path.join(self.out, name)), (WIDTH, HEIGHT))
+        self.assertFalse([n for n in self.page.notes if "resident-vs-live" in n])
 
     def test_summary_covers_every_group_and_no_callgrind_row(self):
         groups = {(r["workload"], r["threads"], r["allocator"]) for r in read_fixture()
@@ -286,6 +313,45 @@ class NoHardwareCounters(unittest.TestCase):
         path = os.path.join(self.dir, "nocols.csv")
         write_csv(path, read_fixture(), [c for c in self.columns if c not in HW_COLUMNS])
         self.check(path, "not in the CSV")
+
+
+class PreviousSchema(unittest.TestCase):
+    """A CSV from before live_bytes and final_rss_kb: no resident picture, a note, no zeros."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="hakmem-plots-previous-")
+        with open(FIXTURE, newline="") as f:
+            self.columns = csv.DictReader(f).fieldnames
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def check(self, csv_path, expected_note):
+        out = os.path.join(self.dir, "out")
+        result = run_report(out, csv_path)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        pngs = {n for n in os.listdir(out) if n.endswith(".png")}
+        self.assertEqual(pngs, EXPECTED_PNGS - {"resident_vs_live_footprint.png"})
+        page = parse_page(out)
+        notes = [n for n in page.notes if n.startswith("footprint") and "resident-vs-live" in n]
+        self.assertEqual(len(notes), 1, page.notes)
+        self.assertIn(expected_note, notes[0])
+        footprint = [r for r in table_dicts(page, "summary") if r["workload"] == "footprint"]
+        self.assertTrue(footprint)
+        self.assertEqual({r["resident per live byte"] for r in footprint}, {"—"})
+
+    def test_absent_columns_skip_the_picture_with_a_note(self):
+        path = os.path.join(self.dir, "previous.csv")
+        write_csv(path, read_fixture(), [c for c in self.columns if c not in RESIDENT_COLUMNS])
+        self.check(path, "live_bytes, final_rss_kb not in the CSV")
+
+    def test_na_values_skip_the_picture_with_a_note(self):
+        rows = read_fixture()
+        for r in rows:
+            r["final_rss_kb"] = "NA"
+        path = os.path.join(self.dir, "na.csv")
+        write_csv(path, rows, self.columns)
+        self.check(path, "NA in every row")
 
 
 class BadInput(unittest.TestCase):
