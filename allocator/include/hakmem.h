@@ -46,7 +46,7 @@ typedef struct hak_stats {
   uint64_t superslabs_peak;
   uint64_t superslabs_returned; /* given back to the OS */
   uint64_t tiny_refills;        /* per-thread cache refills (slow path entries) */
-  uint64_t tiny_spills;         /* cache overflows sent out as chains */
+  uint64_t tiny_spills;         /* chains sent out: cache overflows, batches of foreign frees */
   uint64_t tiny_remote_frees;   /* blocks freed by a thread other than the slab's owner */
   uint64_t tiny_adoptions;      /* slabs taken over from exited threads */
   uint64_t tiny_spill_queue_drains;

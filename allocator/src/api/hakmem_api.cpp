@@ -16,7 +16,7 @@
 
 namespace hak {
 
-void route_free_large_or_foreign(void* p, chunk_map::Entry entry) {
+void route_free_large_or_foreign(void* p, chunk_map::Entry entry) noexcept {
   switch (entry.kind()) {
     case chunk_map::Kind::kLarge:
       return large::free(p, entry);

@@ -11,7 +11,7 @@
 namespace hak {
 
 // Frees a block that is neither tiny nor pool: a large span, or a pointer hakmem never returned.
-void route_free_large_or_foreign(void* p, chunk_map::Entry entry);
+void route_free_large_or_foreign(void* p, chunk_map::Entry entry) noexcept;
 void* route_aligned_alloc_slow(size_t alignment, size_t size);
 
 HAK_FAST_PATH void* route_malloc(size_t size) {

@@ -1,5 +1,5 @@
 // Internal helpers of the tiny part shared by the front (tiny.cpp) and the pool (pool.cpp):
-// intrusive rings, block chains, and the two halves of a slab's remote list.
+// intrusive rings and the two halves of a slab's remote list.
 #pragma once
 
 #include <atomic>
@@ -39,25 +39,6 @@ void ring_remove(T*& head, T* node) {
   }
   node->next = node->prev = nullptr;
 }
-
-// A singly linked chain of blocks being built in order (append at the tail).
-struct Chain {
-  void* head = nullptr;
-  void* tail = nullptr;
-  uint32_t count = 0;
-  void append(void* block) {
-    if (tail == nullptr) {
-      head = block;
-    } else {
-      next_of(tail) = block;
-    }
-    tail = block;
-    ++count;
-  }
-  void terminate() {
-    if (tail != nullptr) next_of(tail) = nullptr;
-  }
-};
 
 // Debug builds and HAKMEM_CHECK: is `block` a block of a slab serving class `cls` (any class when
 // cls is kAnyClass)? Only then may it be read.

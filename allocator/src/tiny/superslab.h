@@ -150,4 +150,23 @@ HAK_FAST_PATH void*& next_of(void* block) {
   return *static_cast<void**>(block);
 }
 
+// A singly linked chain of blocks being built in order (append at the tail).
+struct Chain {
+  void* head = nullptr;
+  void* tail = nullptr;
+  uint32_t count = 0;
+  void append(void* block) {
+    if (tail == nullptr) {
+      head = block;
+    } else {
+      next_of(tail) = block;
+    }
+    tail = block;
+    ++count;
+  }
+  void terminate() {
+    if (tail != nullptr) next_of(tail) = nullptr;
+  }
+};
+
 }  // namespace hak::tiny

@@ -131,8 +131,12 @@ void local_free(Heap* heap, Slab* slab, void* block) {
     ring_push_back(heap->avail[cls], slab);
     slab->list = SlabList::kAvail;
   }
+  // Relaxed: a hint. When every block still counted is on (or on its way to) the remote list, the
+  // slab may be empty: drain it now, as an available slab is not swept (sweep_full_slabs).
+  if (used != 0 && used == slab->remote_count.load(std::memory_order_relaxed)) {
+    used -= drain_remote(slab, marking());
+  }
   if (used == 0 && heap->avail[cls] != slab) {
-    drain_remote(slab, marking());
     ring_remove(heap->avail[cls], slab);
     pool::Guard guard;
     pool::release_locked(slab);
@@ -200,6 +204,26 @@ uint32_t route_blocks(Heap* heap, void* chain) {
     }
   }
   return total;
+}
+
+// Cache and outgoing lengths, for other threads' stats snapshots.
+void publish_count(Heap* heap, unsigned cls) {
+  heap->published_count[cls].store(heap->cache[cls].count + heap->outgoing[cls].count,
+                                   std::memory_order_relaxed);
+}
+
+// Blocks of other heaps' slabs leave as one chain: onto the class's spill queue (thread and
+// inline modes), or onto their slabs' remote lists, one CAS per run of one slab (off mode).
+void send_foreign(Heap* heap, unsigned cls, Chain& foreign) {
+  if (foreign.count == 0) return;
+  BgSpillMode mode = options().bg_spill;
+  if (mode == BgSpillMode::kOff) {
+    foreign.terminate();
+    route_blocks(heap, foreign.head);
+    return;
+  }
+  queue_push(cls, foreign.head, foreign.tail, foreign.count);
+  if (mode == BgSpillMode::kThread) ensure_bg_thread();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -352,7 +376,7 @@ uint32_t refill(Heap* heap, unsigned cls) {
   ClassCache& cache = heap->cache[cls];
   cache.head = chain.head;
   cache.count = chain.count;
-  heap->published_count[cls].store(chain.count, std::memory_order_relaxed);
+  publish_count(heap, cls);
   bump(heap->counters.refills);
   return chain.count;
 }
@@ -370,14 +394,13 @@ void spill(Heap* heap, unsigned cls) {
   void* rest = next_of(cut);
   next_of(cut) = nullptr;
   cache.count = keep;
-  heap->published_count[cls].store(keep, std::memory_order_relaxed);
+  publish_count(heap, cls);
   bump(heap->counters.spills);
-  BgSpillMode mode = options().bg_spill;
-  if (mode == BgSpillMode::kOff) {
+  if (options().bg_spill == BgSpillMode::kOff) {
     route_blocks(heap, rest);
     return;
   }
-  // Own blocks go home now (no atomics); foreign ones leave as one chain on the spill queue.
+  // Own blocks go home now (no atomics); foreign ones (from the spill queue) leave as one chain.
   Chain foreign;
   for (void* block = rest; block != nullptr;) {
     void* next = next_of(block);
@@ -389,9 +412,33 @@ void spill(Heap* heap, unsigned cls) {
     }
     block = next;
   }
-  if (foreign.count == 0) return;
-  queue_push(cls, foreign.head, foreign.tail, foreign.count);
-  if (mode == BgSpillMode::kThread) ensure_bg_thread();
+  send_foreign(heap, cls, foreign);
+}
+
+// A freed block of a slab this heap does not own joins the class's outgoing chain; a full batch
+// leaves with one atomic operation instead of one per block.
+void free_foreign(Heap* heap, unsigned cls, void* block) {
+  Chain& outgoing = heap->outgoing[cls];
+  outgoing.append(block);
+  if (outgoing.count >= heap->batch[cls]) {
+    Chain chain = outgoing;
+    outgoing = Chain{};
+    adapt(heap, cls, &heap->last_spill_tick[cls]);
+    bump(heap->counters.spills);
+    send_foreign(heap, cls, chain);
+  }
+  publish_count(heap, cls);
+}
+
+// Thread exit and collect: every outgoing chain goes home now.
+void flush_outgoing(Heap* heap) {
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    Chain chain = heap->outgoing[c];
+    heap->outgoing[c] = Chain{};
+    chain.terminate();
+    route_blocks(heap, chain.head);
+    publish_count(heap, c);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +538,7 @@ void heap_teardown(void* value) {
     heap->cache[c] = ClassCache{nullptr, 0, 0};
     route_blocks(heap, chain);
   }
+  flush_outgoing(heap);
   drain_stale_queues(heap);
   bool check = marking();
   pool::Guard guard;
@@ -649,6 +697,7 @@ HAK_SLOW_PATH void free_slow(void* p) noexcept {
   }
   if (check_mode()) return free_direct(heap, slab, p);
   unsigned cls = slab->cls;
+  if (slab->owner.load(std::memory_order_relaxed) != heap) return free_foreign(heap, cls, p);
   ClassCache& cache = heap->cache[cls];
   next_of(p) = cache.head;
   cache.head = p;
@@ -700,9 +749,9 @@ void collect_heap(Heap* heap) {
     void* chain = heap->cache[c].head;
     heap->cache[c].head = nullptr;
     heap->cache[c].count = 0;
-    heap->published_count[c].store(0, std::memory_order_relaxed);
     route_blocks(heap, chain);
   }
+  flush_outgoing(heap);
   bool check = marking();
   for (unsigned c = 0; c < kClassCount; ++c) {
     for (Slab** list : {&heap->avail[c], &heap->full[c]}) {
@@ -770,7 +819,7 @@ void fill_stats(hak_stats_t* out) {
       adoptions += heap->counters.adoptions.load(std::memory_order_relaxed);
       drains += heap->counters.queue_drains.load(std::memory_order_relaxed);
       for (unsigned c = 0; c < kClassCount; ++c) {
-        uint64_t count = heap == self ? heap->cache[c].count
+        uint64_t count = heap == self ? heap->cache[c].count + heap->outgoing[c].count
                                       : heap->published_count[c].load(std::memory_order_relaxed);
         cached_bytes += count * kClassSizes[c];
       }

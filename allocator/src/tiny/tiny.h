@@ -17,12 +17,15 @@
 //    background spill thread, if any, is restarted on demand).
 //
 // Fast paths: alloc pops the class list (one unlikely exit when it is empty); free validates the
-// block boundary and pushes when the list has room (one unlikely exit for "invalid or full"). A
-// free never asks who owns the block: blocks of other threads' slabs are cached like any other
-// and leave in chains when the cache spills. Everything else is in tiny.cpp:
+// block boundary and pushes when the block is of one of this thread's slabs and the list has room
+// (one unlikely exit for "invalid, someone else's or full"). Blocks of other threads' slabs are
+// never reused here: the thread would write into cache lines its owner uses (passive false
+// sharing, as in Hoard's cache-scratch). Everything else is in tiny.cpp:
 //  - refill (cache empty): the class's spill queue first (HAKMEM_BG_SPILL=inline), then the
 //    current slab (its remote list drained with one exchange, then its free list, then carving),
 //    then a full slab that received remote frees, then the pool (pool.h).
+//  - foreign free (the block's slab is not this thread's): onto the heap's outgoing chain of the
+//    class; a batch of them leaves like a spill's foreign blocks (below).
 //  - spill (cache over its cap): the oldest blocks leave; blocks of the thread's own slabs go
 //    back to their free lists (no atomics); the others go as one chain onto the class's spill queue
 //    (one CAS; inline and thread modes) or onto their slabs' remote lists (one CAS per run of
@@ -66,8 +69,12 @@ HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) noexcept {
       ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
   uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
-  ClassCache& cache = t_heap->cache[slab.cls];
-  if (HAK_UNLIKELY((index >= slab.capacity) | (cache.count >= cache.cap))) {
+  Heap* heap = t_heap;
+  ClassCache& cache = heap->cache[slab.cls];
+  // Relaxed: only the owner stores itself here, so reading our own heap is exact; any other value
+  // (another heap, none, a stale one) means "not ours" and the slow path sorts it out.
+  bool ours = slab.owner.load(std::memory_order_relaxed) == heap;
+  if (HAK_UNLIKELY((index >= slab.capacity) | !ours | (cache.count >= cache.cap))) {
     return free_slow(p);
   }
   if constexpr (kDebugChecks) debug_mark_freed(p, slab);
