@@ -321,3 +321,34 @@ TEST(TinyThreads, SlabsEmptiedByRemoteFreesLeaveAnOwnerBusyElsewhere) {
   EXPECT_LE(held_later, slabs_before + 1);
   expect_all_memory_accounted();
 }
+
+// Hoard's passive false sharing: a thread that frees another thread's block must not get it back
+// from its own malloc (it would write into lines the owner uses). Several threads at once, each
+// freeing blocks the main thread handed out side by side, then allocating the same class.
+TEST(TinyThreads, FreedForeignBlocksAreNotReusedByTheFreeingThread) {
+  constexpr int kThreads = 4;
+  constexpr int kForeign = 3;  // below the smallest batch: they stay on the outgoing chain
+  std::vector<void*> handed;
+  for (int i = 0; i < kThreads * kForeign; ++i) handed.push_back(hak_malloc(48));
+  std::atomic<int> reused{0}, ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      hak_free(hak_malloc(48));  // this thread's own heap and slab first
+      ready.fetch_add(1);
+      while (ready.load() < kThreads) sched_yield();  // all free and allocate together
+      for (int i = 0; i < kForeign; ++i) hak_free(handed[t * kForeign + i]);
+      std::vector<void*> mine;
+      for (int i = 0; i < 2000; ++i) mine.push_back(hak_malloc(48));
+      for (void* p : mine) {
+        for (int i = 0; i < kForeign; ++i) {
+          if (p == handed[t * kForeign + i]) reused.fetch_add(1);
+        }
+        hak_free(p);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(reused.load(), 0);
+  expect_all_memory_accounted();
+}
