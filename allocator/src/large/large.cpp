@@ -1,4 +1,5 @@
-// Large spans (see large.h): one OS mapping per block, recycled through a bounded span cache.
+// Large spans (see large.h): whole granules of address space, split and merged in a bounded cache
+// so that freed memory serves the next spans of other sizes without a new mapping or page fault.
 #include "large/large.h"
 
 #include <atomic>
@@ -14,28 +15,34 @@
 namespace hak::large {
 namespace {
 
-struct alignas(64) SpanHeader {
-  void* block;    // the pointer handed out; nullptr while cached
-  size_t mapped;  // bytes mapped from base
-  size_t offset;  // block - base
-};
-
-struct CachedSpan {
-  SpanHeader* span;
-  uint64_t stamp;  // insertion order: the oldest is evicted or decommitted first
-  bool committed;  // pages still resident (not decommitted)
-};
-
+constexpr size_t kGranule = kChunkSize;
+// A span smaller than this is cut from a fresh mapping of this size, the rest cached: one mmap
+// (and its alignment trim) per few spans, and neighbours that merge back when they are freed.
+constexpr size_t kRegionBytes = 4 * kGranule;
 constexpr size_t kCacheSlots = 64;
-// Tail bytes worth giving back when a block shrinks in place.
-constexpr size_t kShrinkReleaseBytes = 64 * 1024;
+// Resident bytes past a block's end worth giving back (when a block shrinks, or when a recycled
+// span had more dirty pages than the new block needs).
+constexpr size_t kReleaseBytes = 64 * 1024;
 
-// g_lock guards the cache array and its byte counts; only free/alloc misses and hits take it.
+struct alignas(64) SpanHeader {
+  void* block;      // the pointer handed out; nullptr while cached (written by the block's owner)
+  size_t reserved;  // address space from base: whole granules
+  size_t end;       // base + end is the end of the block's pages
+  size_t offset;    // block - base
+  size_t dirty;     // pages below base + dirty may hold old data; the rest read as zero
+  size_t resident;  // while cached: estimate of resident bytes, for the commit limit
+  uint64_t stamp;   // while cached: when it entered the cache (the oldest goes first)
+  bool cached;      // under g_lock only: neighbours read it to decide whether to merge
+};
+
+// g_lock guards the cache (slots, byte counts, SpanHeader::cached, the entries of cached spans)
+// and every unregistration of a span: a thread that merges reads a neighbour's header through the
+// chunk map under the lock, so no header may be unmapped while its entries are visible to it.
 SpinLock g_lock;
-CachedSpan g_cache[kCacheSlots];
-size_t g_cache_count = 0;
-size_t g_cached_bytes = 0;
-size_t g_committed_bytes = 0;
+SpanHeader* g_slots[kCacheSlots];
+size_t g_slot_count = 0;
+size_t g_cached_bytes = 0;    // address space of cached spans
+size_t g_resident_bytes = 0;  // resident estimate of cached spans
 uint64_t g_clock = 0;
 
 // Statistics only: relaxed.
@@ -50,6 +57,9 @@ size_t cache_limit() {
 size_t commit_limit() {
   return options().large_commit_mb << 20;
 }
+char* base_of(SpanHeader* span) {
+  return reinterpret_cast<char*>(span);
+}
 
 SpanHeader* validated_header(const void* p, chunk_map::Entry entry) {
   auto* header = entry.owner<SpanHeader>();
@@ -59,78 +69,190 @@ SpanHeader* validated_header(const void* p, chunk_map::Entry entry) {
   return header;
 }
 
+// Re-points the granules of a span that was already registered: the leaves exist, so this cannot
+// fail.
+void reregister(void* base, size_t size, SpanHeader* owner) {
+  bool ok = chunk_map::register_range(base, size, chunk_map::Kind::kLarge, owner);
+  HAK_DEBUG_CHECK(ok, "large: re-registering %p failed", base);
+  (void)ok;
+}
+
 void unmap_span(SpanHeader* span) {
-  size_t mapped = span->mapped;
-  chunk_map::unregister_range(span, mapped);
-  os::unmap(span, mapped);
+  size_t reserved = span->reserved;
+  {
+    SpinLockGuard guard(g_lock);
+    chunk_map::unregister_range(span, reserved);
+  }
+  os::unmap(span, reserved);
 }
 
-void remove_slot(size_t i) {
-  g_cached_bytes -= g_cache[i].span->mapped;
-  if (g_cache[i].committed) g_committed_bytes -= g_cache[i].span->mapped;
-  g_cache[i] = g_cache[--g_cache_count];
+size_t slot_of(const SpanHeader* span) {
+  size_t i = 0;
+  while (g_slots[i] != span) ++i;
+  return i;
 }
 
-size_t oldest_slot(bool committed_only) {
-  size_t best = kCacheSlots;
-  for (size_t i = 0; i < g_cache_count; ++i) {
-    if (committed_only && !g_cache[i].committed) continue;
-    if (best == kCacheSlots || g_cache[i].stamp < g_cache[best].stamp) best = i;
+void insert_locked(SpanHeader* span) {
+  span->cached = true;
+  span->stamp = ++g_clock;
+  g_slots[g_slot_count++] = span;
+  g_cached_bytes += span->reserved;
+  g_resident_bytes += span->resident;
+}
+
+SpanHeader* remove_locked(size_t i) {
+  SpanHeader* span = g_slots[i];
+  span->cached = false;
+  g_cached_bytes -= span->reserved;
+  g_resident_bytes -= span->resident;
+  g_slots[i] = g_slots[--g_slot_count];
+  return span;
+}
+
+// The cached span that starts at `start`, if any.
+SpanHeader* cached_span_at(char* start) {
+  chunk_map::Entry entry = chunk_map::lookup(start);
+  if (entry.kind() != chunk_map::Kind::kLarge) return nullptr;
+  auto* span = entry.owner<SpanHeader>();
+  return span->cached && base_of(span) == start ? span : nullptr;
+}
+
+// The cached span that ends at `end`, if any.
+SpanHeader* cached_span_before(char* end) {
+  chunk_map::Entry entry = chunk_map::lookup(end - 1);
+  if (entry.kind() != chunk_map::Kind::kLarge) return nullptr;
+  auto* span = entry.owner<SpanHeader>();
+  return span->cached && base_of(span) + span->reserved == end ? span : nullptr;
+}
+
+// left absorbs right (its neighbour, out of the cache). Everything below right's dirty end may
+// hold data, so that is the merged span's dirty end.
+void absorb_locked(SpanHeader* left, SpanHeader* right) {
+  left->dirty = left->reserved + right->dirty;
+  left->resident += right->resident;
+  reregister(right, right->reserved, left);
+  left->reserved += right->reserved;
+}
+
+// Cuts span to `reserve` bytes and returns the rest as a span of its own, registered, not cached.
+SpanHeader* split(SpanHeader* span, size_t reserve) {
+  char* rest = base_of(span) + reserve;
+  size_t kept_resident = std::min(span->resident, std::min(span->dirty, reserve));
+  auto* tail = new (rest) SpanHeader{};
+  tail->reserved = span->reserved - reserve;
+  // The header just written dirtied the tail's first page.
+  tail->dirty = span->dirty > reserve + kPageSize ? span->dirty - reserve : kPageSize;
+  tail->resident = std::max(span->resident - kept_resident, kPageSize);
+  reregister(rest, tail->reserved, tail);
+  span->reserved = reserve;
+  span->dirty = std::min(span->dirty, reserve);
+  return tail;
+}
+
+size_t oldest_slot() {
+  size_t best = 0;
+  for (size_t i = 1; i < g_slot_count; ++i) {
+    if (g_slots[i]->stamp < g_slots[best]->stamp) best = i;
   }
   return best;
 }
 
-// Takes the best-fitting cached span of at least `needed` bytes, wasting at most half of it.
-// Sets *committed to whether its pages may hold old data.
-SpanHeader* take_cached(size_t needed, bool* committed) {
-  SpinLockGuard guard(g_lock);
-  size_t best = kCacheSlots;
-  for (size_t i = 0; i < g_cache_count; ++i) {
-    size_t mapped = g_cache[i].span->mapped;
-    if (mapped < needed || mapped - needed > needed / 2) continue;
-    if (best == kCacheSlots || mapped < g_cache[best].span->mapped) best = i;
-  }
-  if (best == kCacheSlots) return nullptr;
-  SpanHeader* span = g_cache[best].span;
-  *committed = g_cache[best].committed;
-  remove_slot(best);
+SpanHeader* evict_oldest_locked() {
+  SpanHeader* span = remove_locked(oldest_slot());
+  chunk_map::unregister_range(span, span->reserved);
   return span;
 }
 
-// Caches a freed span, then restores the bounds: decommit the oldest committed spans beyond the
-// commit limit (under the lock: a decommitted span must not be handed out meanwhile), unmap the
-// oldest spans beyond the cache limit (after the lock: they are out of the cache by then).
+// Decommits the oldest cached span that holds resident pages beyond its header. False if none.
+// Under the lock: a span being decommitted must not be handed out meanwhile.
+bool decommit_oldest_locked() {
+  SpanHeader* oldest = nullptr;
+  for (size_t i = 0; i < g_slot_count; ++i) {
+    SpanHeader* span = g_slots[i];
+    if (span->resident > kPageSize && (oldest == nullptr || span->stamp < oldest->stamp)) {
+      oldest = span;
+    }
+  }
+  if (oldest == nullptr) return false;
+  if (oldest->dirty > kPageSize) {
+    os::decommit(base_of(oldest) + kPageSize, oldest->dirty - kPageSize);
+  }
+  g_resident_bytes -= oldest->resident - kPageSize;
+  oldest->resident = kPageSize;
+  oldest->dirty = kPageSize;
+  return true;
+}
+
+// Caches a span that nobody uses (merged with cached neighbours), then restores the bounds:
+// decommit the oldest spans beyond the commit limit, unmap the oldest beyond the cache limit (after
+// the lock: they are out of the cache and the chunk map by then).
 void cache_put(SpanHeader* span) {
   SpanHeader* victims[kCacheSlots + 1];
   size_t victim_count = 0;
   {
     SpinLockGuard guard(g_lock);
-    if (g_cache_count == kCacheSlots) {
-      size_t oldest = oldest_slot(false);
-      victims[victim_count++] = g_cache[oldest].span;
-      remove_slot(oldest);
+    if (SpanHeader* right = cached_span_at(base_of(span) + span->reserved)) {
+      absorb_locked(span, remove_locked(slot_of(right)));
     }
-    g_cache[g_cache_count++] = CachedSpan{span, ++g_clock, true};
-    g_cached_bytes += span->mapped;
-    g_committed_bytes += span->mapped;
-    while (g_cached_bytes > cache_limit()) {
-      size_t oldest = oldest_slot(false);
-      victims[victim_count++] = g_cache[oldest].span;
-      remove_slot(oldest);
+    if (SpanHeader* left = cached_span_before(base_of(span))) {
+      absorb_locked(remove_locked(slot_of(left)), span);
+      span = left;
     }
-    while (g_committed_bytes > commit_limit()) {
-      size_t oldest = oldest_slot(true);
-      if (oldest == kCacheSlots) break;
-      SpanHeader* cold = g_cache[oldest].span;
-      // Keep the header page; the rest reads as zeros afterwards.
-      if (cold->mapped > kPageSize) {
-        os::decommit(reinterpret_cast<char*>(cold) + kPageSize, cold->mapped - kPageSize);
-      }
-      g_cache[oldest].committed = false;
-      g_committed_bytes -= cold->mapped;
+    if (g_slot_count == kCacheSlots) victims[victim_count++] = evict_oldest_locked();
+    insert_locked(span);
+    while (g_cached_bytes > cache_limit()) victims[victim_count++] = evict_oldest_locked();
+    while (g_resident_bytes > commit_limit() && decommit_oldest_locked()) {
     }
   }
-  for (size_t i = 0; i < victim_count; ++i) unmap_span(victims[i]);
+  for (size_t i = 0; i < victim_count; ++i) os::unmap(victims[i], victims[i]->reserved);
+}
+
+// The cached span that best serves a block ending at base + end in `reserve` bytes, cut to size:
+// the one whose resident pages the block reuses most (page faults saved) net of those past its end
+// that must be decommitted (faults some later block pays), then the smallest.
+SpanHeader* take_cached(size_t reserve, size_t end) {
+  SpinLockGuard guard(g_lock);
+  size_t best = kCacheSlots;
+  ptrdiff_t best_score = 0;
+  for (size_t i = 0; i < g_slot_count; ++i) {
+    SpanHeader* span = g_slots[i];
+    if (span->reserved < reserve) continue;
+    size_t dirty = std::min(std::min(span->resident, span->dirty), reserve);
+    ptrdiff_t score = static_cast<ptrdiff_t>(std::min(dirty, end)) -
+                      static_cast<ptrdiff_t>(dirty > end ? dirty - end : 0);
+    if (best == kCacheSlots || score > best_score ||
+        (score == best_score && span->reserved < g_slots[best]->reserved)) {
+      best = i;
+      best_score = score;
+    }
+  }
+  if (best == kCacheSlots) return nullptr;
+  SpanHeader* span = remove_locked(best);
+  if (span->reserved > reserve) insert_locked(split(span, reserve));  // in the slot just freed
+  return span;
+}
+
+// A fresh span of `reserve` bytes; a small one comes with a cached neighbour cut from the same
+// mapping.
+SpanHeader* map_span(size_t reserve, size_t alignment) {
+  size_t mapped = reserve;
+  if (alignment <= kGranule && reserve < kRegionBytes && kRegionBytes <= cache_limit()) {
+    mapped = kRegionBytes;
+  }
+  char* base = static_cast<char*>(os::map(mapped, alignment > kGranule ? alignment : kGranule));
+  if (base == nullptr) return nullptr;  // errno = ENOMEM
+  auto* span = new (base) SpanHeader{};
+  span->reserved = mapped;
+  span->dirty = kPageSize;
+  span->resident = kPageSize;
+  if (!chunk_map::register_range(base, mapped, chunk_map::Kind::kLarge, span)) {
+    chunk_map::unregister_range(base, mapped);
+    os::unmap(base, mapped);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (mapped > reserve) cache_put(split(span, reserve));
+  return span;
 }
 
 }  // namespace
@@ -138,140 +260,175 @@ void cache_put(SpanHeader* span) {
 void* alloc(size_t size, size_t alignment, bool zero) {
   if (alignment < 16) alignment = 16;
   size_t offset = align_up(sizeof(SpanHeader), alignment);
-  size_t needed = align_up(offset + size, kPageSize);
-  if (size > (SIZE_MAX >> 1) || offset < alignment || needed < size) {  // sums wrapped around
-    errno = ENOMEM;
+  size_t end = align_up(offset + size, kPageSize);
+  size_t reserve = align_up(end, kGranule);
+  if (size > (SIZE_MAX >> 1) || offset < alignment || end < size || reserve < end) {
+    errno = ENOMEM;  // the sums wrapped around
     return nullptr;
   }
-  SpanHeader* header = nullptr;
-  bool dirty = false;
-  // The cache holds 2 MiB-aligned spans: it can serve any alignment up to that.
-  if (alignment <= kChunkSize && needed <= cache_limit()) {
-    header = take_cached(needed, &dirty);
-  }
-  if (header != nullptr) {
+  SpanHeader* span = nullptr;
+  // Cached spans are granule-aligned: they serve any alignment up to a granule.
+  if (alignment <= kGranule && reserve <= cache_limit()) span = take_cached(reserve, end);
+  if (span != nullptr) {
     g_cache_hits.fetch_add(1, std::memory_order_relaxed);
-    header->offset = offset;
-    header->block = reinterpret_cast<char*>(header) + offset;
-    if (zero) {
-      // A decommitted span reads as zeros except what is left in its header page.
-      size_t dirty_bytes = dirty ? size : (offset < kPageSize ? kPageSize - offset : 0);
-      std::memset(header->block, 0, dirty_bytes < size ? dirty_bytes : size);
+    if (span->dirty > end + kReleaseBytes) {
+      // Resident pages this block will not use would stay resident as long as it lives.
+      os::decommit(base_of(span) + end, span->dirty - end);
+      span->dirty = end;
+    }
+    if (zero && span->dirty > offset) {
+      std::memset(base_of(span) + offset, 0, std::min(size, span->dirty - offset));
     }
   } else {
     g_cache_misses.fetch_add(1, std::memory_order_relaxed);
-    char* base =
-        static_cast<char*>(os::map(needed, alignment > kChunkSize ? alignment : kChunkSize));
-    if (base == nullptr) return nullptr;  // errno = ENOMEM
-    header = new (base) SpanHeader{base + offset, needed, offset};
-    if (!chunk_map::register_range(base, needed, chunk_map::Kind::kLarge, header)) {
-      chunk_map::unregister_range(base, needed);
-      os::unmap(base, needed);
-      errno = ENOMEM;
-      return nullptr;
-    }
+    span = map_span(reserve, alignment);  // fresh pages: zero past the header already
+    if (span == nullptr) return nullptr;  // errno = ENOMEM
   }
+  span->offset = offset;
+  span->end = end;
+  span->block = base_of(span) + offset;
   g_spans_live.fetch_add(1, std::memory_order_relaxed);
-  g_live_bytes.fetch_add(header->mapped - offset, std::memory_order_relaxed);
-  return header->block;
+  g_live_bytes.fetch_add(end - offset, std::memory_order_relaxed);
+  return span->block;
 }
 
 void free(void* p, chunk_map::Entry entry) {
-  SpanHeader* header = validated_header(p, entry);
-  header->block = nullptr;  // a second free of p now fails validation
+  SpanHeader* span = validated_header(p, entry);
+  span->block = nullptr;  // a second free of p now fails validation
   g_spans_live.fetch_sub(1, std::memory_order_relaxed);
-  g_live_bytes.fetch_sub(header->mapped - header->offset, std::memory_order_relaxed);
-  if (header->mapped <= cache_limit() / 2) {
-    cache_put(header);
+  g_live_bytes.fetch_sub(span->end - span->offset, std::memory_order_relaxed);
+  // The program may have written anything up to the block's end.
+  span->dirty = std::max(span->dirty, span->end);
+  span->resident = span->dirty;
+  if (span->reserved <= cache_limit() / 2) {
+    cache_put(span);
   } else {
-    unmap_span(header);
+    unmap_span(span);
   }
 }
 
 size_t usable_size(const void* p, chunk_map::Entry entry) {
-  SpanHeader* header = validated_header(p, entry);
-  return header->mapped - header->offset;
+  SpanHeader* span = validated_header(p, entry);
+  return span->end - span->offset;
 }
 
+namespace {
+
+// Grows a live span to `reserve` bytes over the cached span that follows it. False if there is
+// none or it is too small.
+bool grow_over_cached_neighbour(SpanHeader* span, size_t reserve) {
+  SpinLockGuard guard(g_lock);
+  SpanHeader* right = cached_span_at(base_of(span) + span->reserved);
+  if (right == nullptr || span->reserved + right->reserved < reserve) return false;
+  remove_locked(slot_of(right));
+  if (span->reserved + right->reserved > reserve) {
+    insert_locked(split(right, reserve - span->reserved));  // in the slot just freed
+  }
+  span->dirty = std::max(span->dirty, span->reserved + right->dirty);
+  reregister(right, right->reserved, span);
+  span->reserved = reserve;
+  return true;
+}
+
+}  // namespace
+
 bool resize_in_place(void* p, chunk_map::Entry entry, size_t new_size) {
-  SpanHeader* header = validated_header(p, entry);
-  size_t mapped = header->mapped;
-  size_t needed = align_up(header->offset + new_size, kPageSize);
-  if (new_size > (SIZE_MAX >> 1) || needed < new_size) return false;
-  char* base = reinterpret_cast<char*>(header);
-  if (needed <= mapped) {
-    if (mapped - needed >= kShrinkReleaseBytes) {
-      // Shrink: clear the granules that no longer hold any of the span, then unmap the tail.
-      size_t kept_granules = align_up(needed, kChunkSize);
-      if (kept_granules < mapped)
-        chunk_map::unregister_range(base + kept_granules, mapped - kept_granules);
-      os::unmap(base + needed, mapped - needed);
-      header->mapped = needed;
-      g_live_bytes.fetch_sub(mapped - needed, std::memory_order_relaxed);
+  SpanHeader* span = validated_header(p, entry);
+  size_t old_end = span->end;
+  size_t end = align_up(span->offset + new_size, kPageSize);
+  size_t reserve = align_up(end, kGranule);
+  if (new_size > (SIZE_MAX >> 1) || end < new_size || reserve < end) return false;
+  char* base = base_of(span);
+  if (end <= old_end) {
+    if (old_end - end >= kReleaseBytes) {
+      // Shrink: whole granules past the block go back to the OS, the rest of the tail's pages are
+      // decommitted.
+      size_t reserved = span->reserved;
+      size_t dirty = std::min(std::max(span->dirty, old_end), reserve);
+      if (reserve < reserved) {
+        {
+          SpinLockGuard guard(g_lock);
+          chunk_map::unregister_range(base + reserve, reserved - reserve);
+        }
+        os::unmap(base + reserve, reserved - reserve);
+        span->reserved = reserve;
+      }
+      if (dirty > end) os::decommit(base + end, dirty - end);
+      span->dirty = end;
+      span->end = end;
+      g_live_bytes.fetch_sub(old_end - end, std::memory_order_relaxed);
     }
     return true;
   }
-  if (!os::remap_in_place(base, mapped, needed)) return false;
-  if (!chunk_map::register_range(base, needed, chunk_map::Kind::kLarge, header)) {
-    os::remap_in_place(base, needed, mapped);
-    return false;
+  if (reserve > span->reserved && !grow_over_cached_neighbour(span, reserve)) {
+    size_t reserved = span->reserved;
+    if (!os::remap_in_place(base, reserved, reserve)) return false;
+    if (!chunk_map::register_range(base, reserve, chunk_map::Kind::kLarge, span)) {
+      os::remap_in_place(base, reserve, reserved);
+      return false;
+    }
+    span->reserved = reserve;
   }
-  header->mapped = needed;
-  g_live_bytes.fetch_add(needed - mapped, std::memory_order_relaxed);
+  span->end = end;
+  g_live_bytes.fetch_add(end - old_end, std::memory_order_relaxed);
   return true;
 }
 
 void* grow_by_moving(void* p, chunk_map::Entry entry, size_t new_size) {
-  SpanHeader* header = validated_header(p, entry);
+  SpanHeader* span = validated_header(p, entry);
   if constexpr (!os::kCanRemap) return nullptr;  // the caller copies instead
-  size_t mapped = header->mapped;
-  size_t offset = header->offset;
-  size_t needed = align_up(offset + new_size, kPageSize);
-  if (new_size > (SIZE_MAX >> 1) || needed <= mapped) {
+  size_t reserved = span->reserved;
+  size_t old_end = span->end;
+  size_t offset = span->offset;
+  size_t end = align_up(offset + new_size, kPageSize);
+  size_t reserve = align_up(end, kGranule);
+  if (new_size > (SIZE_MAX >> 1) || end <= old_end || reserve < end) {
     errno = ENOMEM;
     return nullptr;
   }
   // offset == the alignment asked for when that was above 64 B: keep it for spans above 2 MiB.
-  char* dst = static_cast<char*>(os::map(needed, offset > kChunkSize ? offset : kChunkSize));
+  char* dst = static_cast<char*>(os::map(reserve, offset > kGranule ? offset : kGranule));
   if (dst == nullptr) return nullptr;
   auto* moved = reinterpret_cast<SpanHeader*>(dst);
   // Register the new range first (the only step that can fail), then move the old pages over
   // its start; nobody looks dst up before the block is handed out.
-  if (!chunk_map::register_range(dst, needed, chunk_map::Kind::kLarge, moved)) {
-    chunk_map::unregister_range(dst, needed);
-    os::unmap(dst, needed);
+  if (!chunk_map::register_range(dst, reserve, chunk_map::Kind::kLarge, moved)) {
+    chunk_map::unregister_range(dst, reserve);
+    os::unmap(dst, reserve);
     errno = ENOMEM;
     return nullptr;
   }
   // Clear the old range's entries before its pages move away: once they are gone another thread
   // may map and register that address range, and a later clear would wipe its entries.
-  chunk_map::unregister_range(header, mapped);
-  if (!os::move_pages(header, mapped, dst)) {
+  {
+    SpinLockGuard guard(g_lock);
+    chunk_map::unregister_range(span, reserved);
+  }
+  if (!os::move_pages(span, old_end, dst)) {
     // Nothing else could claim the old range while it stayed mapped; restore its entries.
-    chunk_map::register_range(header, mapped, chunk_map::Kind::kLarge, header);
-    chunk_map::unregister_range(dst, needed);
-    os::unmap(dst, needed);
+    reregister(span, reserved, span);
+    chunk_map::unregister_range(dst, reserve);
+    os::unmap(dst, reserve);
     errno = ENOMEM;
     return nullptr;
   }
-  moved->mapped = needed;
+  if (reserved > old_end) os::unmap(reinterpret_cast<char*>(span) + old_end, reserved - old_end);
+  moved->reserved = reserve;
+  moved->end = end;
+  moved->dirty = std::max(moved->dirty, old_end);
   moved->block = dst + offset;
-  g_live_bytes.fetch_add(needed - mapped, std::memory_order_relaxed);
+  g_live_bytes.fetch_add(end - old_end, std::memory_order_relaxed);
   return moved->block;
 }
 
 void collect() {
   SpanHeader* spans[kCacheSlots];
-  size_t count;
+  size_t count = 0;
   {
     SpinLockGuard guard(g_lock);
-    count = g_cache_count;
-    for (size_t i = 0; i < count; ++i) spans[i] = g_cache[i].span;
-    g_cache_count = 0;
-    g_cached_bytes = 0;
-    g_committed_bytes = 0;
+    while (g_slot_count > 0) spans[count++] = evict_oldest_locked();
   }
-  for (size_t i = 0; i < count; ++i) unmap_span(spans[i]);
+  for (size_t i = 0; i < count; ++i) os::unmap(spans[i], spans[i]->reserved);
 }
 
 void prefork() {

@@ -1,18 +1,23 @@
 // Large blocks (above kPoolMaxSize, or any request with an alignment the other parts cannot
 // give): each is its own span of pages from the OS, with a header in front of the block.
 //
-// Glossary: a span is [base, base + mapped) with base aligned to max(2 MiB, the alignment asked)
-// (so the chunk map can name its first granule); the header sits at base, the block at base +
-// offset. The span cache (64 slots) keeps freed spans (still mapped and registered, block ==
-// nullptr) for reuse by size: best fit among spans the request fills at least two thirds of.
-// Spans above half of HAKMEM_LARGE_CACHE_MB are never cached. Beyond HAKMEM_LARGE_COMMIT_MB of
-// cached bytes the oldest cached spans are decommitted (their pages return to the OS, the
-// address range stays), beyond HAKMEM_LARGE_CACHE_MB they are unmapped.
+// Glossary: a span is [base, base + reserved): whole 2 MiB granules, base aligned to max(2 MiB,
+// the alignment asked) (so the chunk map names it by granule); the header sits at base, the block
+// at base + offset, its pages end at base + end. A span below 8 MiB is cut from a fresh 8 MiB
+// mapping whose rest is cached. The span cache (64 slots) keeps freed spans (still mapped and
+// registered, block == nullptr) and merges neighbours; a request takes the cached span whose
+// resident pages it reuses best and splits off the rest at a granule boundary, decommitting the
+// span's resident pages past the block's end. Spans above half of HAKMEM_LARGE_CACHE_MB are never
+// cached. Beyond HAKMEM_LARGE_COMMIT_MB of resident cached bytes the oldest cached spans are
+// decommitted (their pages return to the OS, the address range stays), beyond HAKMEM_LARGE_CACHE_MB
+// of cached address space they are unmapped.
 //
 // Invariants: header->block == the pointer handed out while the span is live, nullptr while it is
-// cached (how free validates a pointer and catches a double free); usable size == mapped -
-// offset; every granule of the span maps to (kLarge, header); cached bytes <= the cache limit and
-// committed cached bytes <= the commit limit after every cache operation.
+// cached (how free validates a pointer and catches a double free); usable size == end - offset;
+// every granule of the span maps to (kLarge, header); pages at or past base + dirty read as zero;
+// cached bytes <= the cache limit and resident cached bytes <= the commit limit after every cache
+// operation; entries of spans are cleared only under the cache lock (merges read neighbours'
+// headers through the chunk map under it).
 #pragma once
 
 #include "common/chunk_map.h"
