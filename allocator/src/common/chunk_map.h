@@ -56,10 +56,11 @@ extern std::atomic<Leaf*> g_root[size_t{1} << kRootBits];
 HAK_FAST_PATH Entry lookup(const void* p) {
   using namespace detail;
   uintptr_t granule = reinterpret_cast<uintptr_t>(p) >> kChunkShift;
-  if (HAK_UNLIKELY(granule >> (kRootBits + kLeafBits))) return Entry{};
+  uintptr_t root = granule >> kLeafBits;
+  if (HAK_UNLIKELY(root >= (size_t{1} << kRootBits))) return Entry{};
   // Acquire pairs with the release in register_range: leaf contents and owner metadata are
   // visible once the pointer/entry is.
-  Leaf* leaf = g_root[granule >> kLeafBits].load(std::memory_order_acquire);
+  Leaf* leaf = g_root[root].load(std::memory_order_acquire);
   if (HAK_UNLIKELY(leaf == nullptr)) return Entry{};
   return Entry{
       leaf->entries[granule & ((size_t{1} << kLeafBits) - 1)].load(std::memory_order_acquire)};

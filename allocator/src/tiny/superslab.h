@@ -58,10 +58,11 @@ enum class SlabState : uint8_t { kHeader, kEmpty, kOwned, kAbandoned };
 // Which of its owner's lists an owned slab is on.
 enum class SlabList : uint8_t { kNone, kAvail, kFull };
 
-struct Slab {
+// 256 bytes (a power of two: finding a block's slab in free is a shift and a mask).
+struct alignas(4 * kCacheLine) Slab {
   // Line 1: fixed while the slab serves a class; read by every thread that frees one of its
   // blocks. capacity == 0 for the header slab and for empty slabs, so no pointer validates.
-  alignas(kCacheLine) uint32_t div_inverse = 0;  // block_divider(block_size)
+  uint32_t div_inverse = 0;  // block_divider(block_size)
   uint32_t capacity = 0;
   uint32_t block_size = 0;
   uint8_t div_shift = 0;

@@ -71,12 +71,11 @@ HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) noexcept {
   uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
   Heap* heap = t_heap;
   ClassCache& cache = heap->cache[slab.cls];
+  if (HAK_UNLIKELY(index >= slab.capacity)) return free_slow(p);
   // Relaxed: only the owner stores itself here, so reading our own heap is exact; any other value
   // (another heap, none, a stale one) means "not ours" and the slow path sorts it out.
-  bool ours = slab.owner.load(std::memory_order_relaxed) == heap;
-  if (HAK_UNLIKELY((index >= slab.capacity) | !ours | (cache.count >= cache.cap))) {
-    return free_slow(p);
-  }
+  if (HAK_UNLIKELY(slab.owner.load(std::memory_order_relaxed) != heap)) return free_slow(p);
+  if (HAK_UNLIKELY(cache.count >= cache.cap)) return free_slow(p);
   if constexpr (kDebugChecks) debug_mark_freed(p, slab);
   next_of(p) = cache.head;
   cache.head = p;
