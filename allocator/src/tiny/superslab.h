@@ -165,6 +165,16 @@ struct Chain {
     tail = block;
     ++count;
   }
+  void append_chain(const Chain& other) {
+    if (other.count == 0) return;
+    if (tail == nullptr) {
+      head = other.head;
+    } else {
+      next_of(tail) = other.head;
+    }
+    tail = other.tail;
+    count += other.count;
+  }
   void terminate() {
     if (tail != nullptr) next_of(tail) = nullptr;
   }

@@ -117,13 +117,13 @@ void ensure_bg_thread();
 // ---------------------------------------------------------------------------------------------
 // Moving blocks back to their slabs.
 
-// A block of one of heap's own slabs goes back on the slab's free list (no atomics). A slab that
-// had nothing left becomes available again; one that becomes empty goes back to the pool unless
-// it is the slab the heap carves from now.
-void local_free(Heap* heap, Slab* slab, void* block) {
-  next_of(block) = slab->free;
-  slab->free = block;
-  uint32_t used = slab->used.load(std::memory_order_relaxed) - 1;
+// A run of blocks (head..tail, count of them) of one of heap's own slabs goes back on the slab's
+// free list (no atomics). A slab that had nothing left becomes available again; one that becomes
+// empty goes back to the pool unless it is the slab the heap carves from now.
+void local_free(Heap* heap, Slab* slab, void* head, void* tail, uint32_t count) {
+  next_of(tail) = slab->free;
+  slab->free = head;
+  uint32_t used = slab->used.load(std::memory_order_relaxed) - count;
   slab->used.store(used, std::memory_order_relaxed);
   unsigned cls = slab->cls;
   if (slab->list == SlabList::kFull) {
@@ -143,59 +143,74 @@ void local_free(Heap* heap, Slab* slab, void* block) {
   }
 }
 
+// Cuts a chain (null-terminated) into runs of consecutive blocks of one slab and calls
+// visit(slab, run) for each, after reading the links it needs: visit may relink the run's tail.
+// The run's blocks stay linked as they were, so a run is one list splice instead of one per
+// block (blocks freed in a burst sit in one slab side by side).
+template <typename Visit>
+uint32_t for_each_run(void* chain, Visit visit) {
+  bool check = marking();
+  uint32_t total = 0;
+  Chain run;
+  Slab* run_slab = nullptr;
+  for (void* block = chain; block != nullptr;) {
+    if (check && !plausible_block(block, kAnyClass)) {
+      fatal("cache or spill chain corrupt: %p is not a tiny block", block);
+    }
+    void* next = next_of(block);
+    ++total;
+    Slab* slab = slab_of(block);
+    if (slab != run_slab) {
+      if (run_slab != nullptr) visit(run_slab, run);
+      run = Chain{block, block, 0};
+      run_slab = slab;
+    }
+    run.tail = block;
+    ++run.count;
+    block = next;
+  }
+  if (run_slab != nullptr) visit(run_slab, run);
+  return total;
+}
+
 // Sends a chain (null-terminated) home: blocks of heap's slabs locally, the others onto their
 // slabs' remote lists, one CAS per run of blocks of the same slab. heap may be null (no heap).
 // Returns the number of blocks.
 uint32_t route_blocks(Heap* heap, void* chain) {
-  struct Run {
+  // Runs of one slab stay open across the chain: blocks of a few slabs often arrive interleaved.
+  struct Open {
     Slab* slab;
-    void* head;
-    void* tail;
-    uint32_t count;
+    Chain chain;
   };
-  Run runs[kRouteRuns];
-  unsigned open = 0, victim = 0;
-  uint32_t total = 0, remote = 0;
-  auto flush = [&](Run& run) {
-    remote_push(run.slab, run.head, run.tail, run.count);  // the slab is not touched after this
-    remote += run.count;
+  Open open[kRouteRuns];
+  unsigned open_count = 0, victim = 0;
+  uint32_t remote = 0;
+  auto flush = [&](Open& run) {
+    // The slab is not touched after this.
+    remote_push(run.slab, run.chain.head, run.chain.tail, run.chain.count);
+    remote += run.chain.count;
   };
-  bool check = marking();
-  for (void* block = chain; block != nullptr;) {
-    void* next = next_of(block);
-    ++total;
-    if (check && !plausible_block(block, kAnyClass)) {
-      fatal("cache or spill chain corrupt: %p is not a tiny block", block);
-    }
-    Slab* slab = slab_of(block);
+  uint32_t total = for_each_run(chain, [&](Slab* slab, Chain& run) {
     if (heap != nullptr && slab->owner.load(std::memory_order_relaxed) == heap) {
-      local_free(heap, slab, block);
-    } else {
-      Run* run = nullptr;
-      for (unsigned i = 0; i < open; ++i) {
-        if (runs[i].slab == slab) {
-          run = &runs[i];
-          break;
-        }
-      }
-      if (run == nullptr) {
-        if (open < kRouteRuns) {
-          run = &runs[open++];
-        } else {
-          run = &runs[victim];
-          victim = (victim + 1) % kRouteRuns;
-          flush(*run);
-        }
-        *run = Run{slab, nullptr, nullptr, 0};
-      }
-      next_of(block) = run->head;
-      if (run->head == nullptr) run->tail = block;
-      run->head = block;
-      ++run->count;
+      return local_free(heap, slab, run.head, run.tail, run.count);
     }
-    block = next;
-  }
-  for (unsigned i = 0; i < open; ++i) flush(runs[i]);
+    Open* target = nullptr;
+    for (unsigned i = 0; i < open_count; ++i) {
+      if (open[i].slab == slab) target = &open[i];
+    }
+    if (target == nullptr) {
+      if (open_count < kRouteRuns) {
+        target = &open[open_count++];
+      } else {
+        target = &open[victim];
+        victim = (victim + 1) % kRouteRuns;
+        flush(*target);
+      }
+      *target = Open{slab, Chain{}};
+    }
+    target->chain.append_chain(run);
+  });
+  for (unsigned i = 0; i < open_count; ++i) flush(open[i]);
   if (remote != 0) {
     if (heap != nullptr) {
       bump(heap->counters.remote_frees, remote);
@@ -402,16 +417,13 @@ void spill(Heap* heap, unsigned cls) {
   }
   // Own blocks go home now (no atomics); foreign ones (from the spill queue) leave as one chain.
   Chain foreign;
-  for (void* block = rest; block != nullptr;) {
-    void* next = next_of(block);
-    Slab* slab = slab_of(block);
+  for_each_run(rest, [&](Slab* slab, Chain& run) {
     if (slab->owner.load(std::memory_order_relaxed) == heap) {
-      local_free(heap, slab, block);
+      local_free(heap, slab, run.head, run.tail, run.count);
     } else {
-      foreign.append(block);
+      foreign.append_chain(run);
     }
-    block = next;
-  }
+  });
   send_foreign(heap, cls, foreign);
 }
 
@@ -593,7 +605,7 @@ HAK_SLOW_PATH void* alloc_orphan(unsigned cls) {
 // A block freed with no cache to take it: home directly.
 void free_direct(Heap* heap, Slab* slab, void* block) {
   if (heap != nullptr && slab->owner.load(std::memory_order_relaxed) == heap) {
-    local_free(heap, slab, block);
+    local_free(heap, slab, block, block, 1);
     return;
   }
   next_of(block) = nullptr;
