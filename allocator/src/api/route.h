@@ -22,7 +22,8 @@ HAK_FAST_PATH void* route_malloc(size_t size) {
 
 HAK_FAST_PATH void route_free(void* p) {
   chunk_map::Entry entry = chunk_map::lookup(p);
-  if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kTiny)) return tiny::free(p, entry);
+  tiny::SuperSlab* ss;
+  if (HAK_LIKELY(entry.is(chunk_map::Kind::kTiny, ss))) return tiny::free(p, ss);
   if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kPool)) return pool::free(p, entry);
   route_free_large_or_foreign(p, entry);
 }

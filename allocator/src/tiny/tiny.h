@@ -5,7 +5,7 @@
 // Contract
 //  - alloc(size), size in [0, kTinyMaxSize]: a block of class size_to_class(size), 16-aligned when
 //    its size is >= 16; nullptr with errno = ENOMEM when the OS refuses memory.
-//  - free(p, entry): entry is chunk_map::lookup(p) and of kind kTiny. p must be a block alloc
+//  - free(p, ss): ss is the owner of chunk_map::lookup(p), of kind kTiny. p must be a block alloc
 //    returned; any thread may free it. A pointer that is not on a block boundary of a slab that
 //    serves a class is refused (logged, or fatal() in debug builds / HAKMEM_CHECK=1, which also
 //    catch double frees and name the address and class).
@@ -63,8 +63,7 @@ HAK_FAST_PATH void* alloc(size_t size) noexcept {
   return block;
 }
 
-HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) noexcept {
-  SuperSlab* ss = entry.owner<SuperSlab>();
+HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
   const Slab& slab =
       ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
