@@ -17,16 +17,17 @@
 //    slabs emptied by other threads go back to the pool while the owner allocates other classes.
 //
 //  - outgoing: blocks of other threads' slabs that this thread freed, per class, on their way
-//    home. They are never handed out again here (reusing another thread's block puts this
-//    thread's writes on the owner's cache lines: passive false sharing); a batch leaves as one
-//    chain (spill queue, or the slabs' remote lists).
+//    home (a LIFO list with count and cap = batch, pushed by free's fast path like the cache).
+//    They are never handed out again here (reusing another thread's block puts this thread's
+//    writes on the owner's cache lines: passive false sharing); a full list leaves as one chain
+//    (spill queue, or the slabs' remote lists).
 //
 // Invariants: cache[c].count == length of cache[c].head's list <= cache[c].cap (+1 inside the
 // free slow path); every block on it is of class c, freed by this thread into one of its own
 // slabs, or taken from the class's spill queue by a refill; outgoing[c].count == length of its
-// chain <= batch[c] (+1 inside the slow path), every block of class c and of a slab this heap
-// did not own when the block was freed; a heap's slabs have owner == heap and are on exactly one
-// of its lists.
+// list <= outgoing[c].cap (+1 inside the slow path), every block of class c and of a slab this
+// heap did not own when the block was freed; a heap's slabs have owner == heap and are on exactly
+// one of its lists.
 #pragma once
 
 #include <atomic>
@@ -58,7 +59,9 @@ inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
 }
 
 struct alignas(kCacheLine) Heap {
-  ClassCache cache[kClassCount];  // the fast paths touch only this
+  // The fast paths touch only these two.
+  ClassCache cache[kClassCount];
+  ClassCache outgoing[kClassCount];
 
   // Slow-path state, owner-only.
   uint32_t batch[kClassCount];
@@ -68,7 +71,6 @@ struct alignas(kCacheLine) Heap {
   uint32_t sweep_class;  // where the next sweep of full slabs starts
   Slab* avail[kClassCount];
   Slab* full[kClassCount];
-  Chain outgoing[kClassCount];
   // Cache plus outgoing lengths as of the last slow path, for other threads' stats snapshots.
   std::atomic<uint32_t> published_count[kClassCount];
   HeapCounters counters;

@@ -258,7 +258,10 @@ void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
     batch = batch * 2 < max_batch(cls) ? batch * 2 : max_batch(cls);
   }
   heap->batch[cls] = batch;
-  if (!check_mode()) heap->cache[cls].cap = 2 * batch;
+  if (!check_mode()) {
+    heap->cache[cls].cap = 2 * batch;
+    heap->outgoing[cls].cap = batch;
+  }
 }
 
 // Appends up to `want` blocks of slab (free list first, then carving) to chain.
@@ -427,28 +430,33 @@ void spill(Heap* heap, unsigned cls) {
   send_foreign(heap, cls, foreign);
 }
 
-// A freed block of a slab this heap does not own joins the class's outgoing chain; a full batch
-// leaves with one atomic operation instead of one per block.
+// A block of a slab this heap does not own, in the slow path: onto the outgoing list of cls, or,
+// when that is full, out with it as one chain (one atomic operation instead of one per block).
 void free_foreign(Heap* heap, unsigned cls, void* block) {
-  Chain& outgoing = heap->outgoing[cls];
-  outgoing.append(block);
-  if (outgoing.count >= heap->batch[cls]) {
-    Chain chain = outgoing;
-    outgoing = Chain{};
-    adapt(heap, cls, &heap->last_spill_tick[cls]);
-    bump(heap->counters.spills);
-    send_foreign(heap, cls, chain);
+  ClassCache& outgoing = heap->outgoing[cls];
+  if (outgoing.count < outgoing.cap) {
+    next_of(block) = outgoing.head;
+    outgoing.head = block;
+    ++outgoing.count;
+    return;
   }
+  Chain chain{block, block, 1};
+  for (void* b = outgoing.head; b != nullptr; b = next_of(b)) chain.append(b);
+  outgoing.head = nullptr;
+  outgoing.count = 0;
+  adapt(heap, cls, &heap->last_spill_tick[cls]);
+  bump(heap->counters.spills);
   publish_count(heap, cls);
+  send_foreign(heap, cls, chain);
 }
 
-// Thread exit and collect: every outgoing chain goes home now.
+// Thread exit and collect: every outgoing list goes home now.
 void flush_outgoing(Heap* heap) {
   for (unsigned c = 0; c < kClassCount; ++c) {
-    Chain chain = heap->outgoing[c];
-    heap->outgoing[c] = Chain{};
-    chain.terminate();
-    route_blocks(heap, chain.head);
+    void* chain = heap->outgoing[c].head;
+    heap->outgoing[c].head = nullptr;
+    heap->outgoing[c].count = 0;
+    route_blocks(heap, chain);
     publish_count(heap, c);
   }
 }
@@ -489,6 +497,7 @@ void init_heap(Heap* heap) {
   for (unsigned c = 0; c < kClassCount; ++c) {
     heap->batch[c] = kInitialBatch;
     heap->cache[c].cap = check_mode() ? 0 : 2 * kInitialBatch;
+    heap->outgoing[c].cap = check_mode() ? 0 : kInitialBatch;
   }
   heap->live = true;
 }

@@ -17,15 +17,16 @@
 //    background spill thread, if any, is restarted on demand).
 //
 // Fast paths: alloc pops the class list (one unlikely exit when it is empty); free validates the
-// block boundary and pushes when the block is of one of this thread's slabs and the list has room
-// (one unlikely exit for "invalid, someone else's or full"). Blocks of other threads' slabs are
-// never reused here: the thread would write into cache lines its owner uses (passive false
-// sharing, as in Hoard's cache-scratch). Everything else is in tiny.cpp:
+// block boundary and pushes the block on the cache (one of this thread's slabs) or on the outgoing
+// list (another's) when that list has room (unlikely exits for "invalid" and "full"). Blocks of
+// other threads' slabs are never reused here: the thread would write into cache lines its owner
+// uses (passive false sharing, as in Hoard's cache-scratch). Everything else is in tiny.cpp:
 //  - refill (cache empty): the class's spill queue first (HAKMEM_BG_SPILL=inline), then the
 //    current slab (its remote list drained with one exchange, then its free list, then carving),
 //    then a full slab that received remote frees, then the pool (pool.h).
-//  - foreign free (the block's slab is not this thread's): onto the heap's outgoing chain of the
-//    class; a batch of them leaves like a spill's foreign blocks (below).
+//  - foreign free (the block's slab is not this thread's): the fast path pushes it on the heap's
+//    outgoing list of the class instead of the cache; a full list leaves as one chain like a
+//    spill's foreign blocks (below).
 //  - spill (cache over its cap): the oldest blocks leave; blocks of the thread's own slabs go
 //    back to their free lists (no atomics); the others go as one chain onto the class's spill queue
 //    (one CAS; inline and thread modes) or onto their slabs' remote lists (one CAS per run of
@@ -69,16 +70,16 @@ HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
   uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
   Heap* heap = t_heap;
-  ClassCache& cache = heap->cache[slab.cls];
   if (HAK_UNLIKELY(index >= slab.capacity)) return free_slow(p);
   // Relaxed: only the owner stores itself here, so reading our own heap is exact; any other value
-  // (another heap, none, a stale one) means "not ours" and the slow path sorts it out.
-  if (HAK_UNLIKELY(slab.owner.load(std::memory_order_relaxed) != heap)) return free_slow(p);
-  if (HAK_UNLIKELY(cache.count >= cache.cap)) return free_slow(p);
+  // (another heap, none, a stale one) means "not ours": the block goes out, not back in the cache.
+  bool ours = slab.owner.load(std::memory_order_relaxed) == heap;
+  ClassCache& list = (ours ? heap->cache : heap->outgoing)[slab.cls];
+  if (HAK_UNLIKELY(list.count >= list.cap)) return free_slow(p);
   if constexpr (kDebugChecks) debug_mark_freed(p, slab);
-  next_of(p) = cache.head;
-  cache.head = p;
-  ++cache.count;
+  next_of(p) = list.head;
+  list.head = p;
+  ++list.count;
 }
 
 size_t usable_size(const void* p, chunk_map::Entry entry);
