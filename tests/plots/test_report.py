@@ -279,20 +279,28 @@ class FixtureReport(unittest.TestCase):
             shutil.rmtree(out, ignore_errors=True)
 
 
-class NoHardwareCounters(unittest.TestCase):
+class FixtureVariant(unittest.TestCase):
+    """A variant of the fixture written to a temporary folder and reported on."""
+
     def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="hakmem-plots-nohw-")
+        self.dir = tempfile.mkdtemp(prefix="hakmem-plots-variant-")
         with open(FIXTURE, newline="") as f:
             self.columns = csv.DictReader(f).fieldnames
 
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def check(self, csv_path, expected_note):
+    def report(self, csv_path):
+        """Runs the report on csv_path; returns its folder and the PNGs in it."""
         out = os.path.join(self.dir, "out")
         result = run_report(out, csv_path)
         self.assertEqual(result.returncode, 0, result.stderr)
-        pngs = {n for n in os.listdir(out) if n.endswith(".png")}
+        return out, {n for n in os.listdir(out) if n.endswith(".png")}
+
+
+class NoHardwareCounters(FixtureVariant):
+    def check(self, csv_path, expected_note):
+        out, pngs = self.report(csv_path)
         self.assertFalse({n for n in pngs if n.startswith("hwcounters_")})
         self.assertNotIn("callgrind_instructions_per_op.png", pngs)
         self.assertIn("throughput_larson.png", pngs)
@@ -315,22 +323,11 @@ class NoHardwareCounters(unittest.TestCase):
         self.check(path, "not in the CSV")
 
 
-class PreviousSchema(unittest.TestCase):
+class PreviousSchema(FixtureVariant):
     """A CSV from before live_bytes and final_rss_kb: no resident picture, a note, no zeros."""
 
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="hakmem-plots-previous-")
-        with open(FIXTURE, newline="") as f:
-            self.columns = csv.DictReader(f).fieldnames
-
-    def tearDown(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
-
     def check(self, csv_path, expected_note):
-        out = os.path.join(self.dir, "out")
-        result = run_report(out, csv_path)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        pngs = {n for n in os.listdir(out) if n.endswith(".png")}
+        out, pngs = self.report(csv_path)
         self.assertEqual(pngs, EXPECTED_PNGS - {"resident_vs_live_footprint.png"})
         page = parse_page(out)
         notes = [n for n in page.notes if n.startswith("footprint") and "resident-vs-live" in n]
