@@ -11,14 +11,12 @@ Regenerate with: /usr/bin/python3 tests/plots/make_fixture.py
 import csv
 import os
 import random
+import sys
 
-COLUMNS = (
-    "timestamp", "git_sha", "host", "cpu", "kernel", "config", "workload", "params", "allocator",
-    "allocator_version", "link", "threads", "rep", "status", "ops", "seconds", "ops_per_sec",
-    "max_rss_kb", "futex_calls", "syscalls", "mmap_calls", "munmap_calls", "madvise_calls",
-    "task_clock_ms", "context_switches", "page_faults", "cycles", "instructions", "cache_misses",
-    "branch_misses", "live_bytes", "final_rss_kb",
-)
+# The schema is the report's: one list of columns, kept where the CSV is read.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "plots"))
+from report_data import COLUMNS  # noqa: E402
+
 WORKLOADS = (  # name, params, thread counts, ops per trial
     ("larson", "min=8,max=1024,chunks=1000,rounds=5", (1, 2, 4), 4_000_000),
     ("random-mixed", "sizes=16-4096,ws=8192", (1, 2, 4), 2_000_000),
