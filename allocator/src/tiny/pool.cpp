@@ -2,7 +2,6 @@
 // slabs and their adoption.
 #include "tiny/pool.h"
 
-#include <pthread.h>
 #include <time.h>
 
 #include <cerrno>
@@ -11,13 +10,14 @@
 #include "common/chunk_map.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "common/spin_lock.h"
 #include "os/os.h"
 #include "tiny/slab_ops.h"
 
 namespace hak::tiny::pool {
 namespace {
 
-pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+SpinLock g_lock;
 
 // All below: under g_lock.
 SuperSlab* g_all = nullptr;           // every live SuperSlab (all_next/all_prev)
@@ -176,13 +176,13 @@ Slab* adopt_locked(Heap* heap, unsigned cls) {
 }  // namespace
 
 Guard::Guard() {
-  pthread_mutex_lock(&g_lock);
+  g_lock.lock();
 }
 
 Guard::~Guard() {
   SuperSlab* list = g_to_unmap;
   g_to_unmap = nullptr;
-  pthread_mutex_unlock(&g_lock);
+  g_lock.unlock();
   while (list != nullptr) {
     SuperSlab* next = list->next;
     os::unmap(list, kChunkSize);
@@ -314,10 +314,10 @@ void fill_stats_locked(hak_stats_t* out) {
 }
 
 void prefork() {
-  pthread_mutex_lock(&g_lock);
+  g_lock.lock();
 }
 void postfork_parent() {
-  pthread_mutex_unlock(&g_lock);
+  g_lock.unlock();
 }
 
 }  // namespace hak::tiny::pool

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/options.h"
+#include "common/spin_lock.h"
 #include "os/os.h"
 #include "tiny/pool.h"
 #include "tiny/slab_ops.h"
@@ -585,12 +586,12 @@ void heap_teardown(void* value) {
 }
 
 // After a thread's teardown: allocation through one shared heap under a lock.
-pthread_mutex_t g_orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+SpinLock g_orphan_lock;
 Heap g_orphan_heap;
 bool g_orphan_ready = false;
 
 HAK_SLOW_PATH void* alloc_orphan(unsigned cls) {
-  pthread_mutex_lock(&g_orphan_lock);
+  g_orphan_lock.lock();
   if (!g_orphan_ready) {
     init_heap(&g_orphan_heap);
     g_orphan_ready = true;
@@ -602,7 +603,7 @@ HAK_SLOW_PATH void* alloc_orphan(unsigned cls) {
     cache.head = next_of(block);
     --cache.count;
   }
-  pthread_mutex_unlock(&g_orphan_lock);
+  g_orphan_lock.unlock();
   if (block == nullptr) {
     errno = ENOMEM;
     return nullptr;
@@ -807,9 +808,9 @@ void collect_heap(Heap* heap) {
 void collect() {
   Heap* heap = t_heap == &g_sentinel_heap ? nullptr : t_heap;
   if (heap != nullptr) collect_heap(heap);
-  pthread_mutex_lock(&g_orphan_lock);
+  g_orphan_lock.lock();
   if (g_orphan_ready) collect_heap(&g_orphan_heap);
-  pthread_mutex_unlock(&g_orphan_lock);
+  g_orphan_lock.unlock();
   for (unsigned c = 0; c < kClassCount; ++c) {
     void* chain = queue_take(c);
     if (chain != nullptr) queue_note_drained(c, route_blocks(heap, chain));
@@ -870,13 +871,13 @@ void fill_stats(hak_stats_t* out) {
 }
 
 void prefork() {
-  pthread_mutex_lock(&g_orphan_lock);
+  g_orphan_lock.lock();
   pool::prefork();
 }
 
 void postfork_parent() {
   pool::postfork_parent();
-  pthread_mutex_unlock(&g_orphan_lock);
+  g_orphan_lock.unlock();
 }
 
 void postfork_child() {
