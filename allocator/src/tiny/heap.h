@@ -27,13 +27,15 @@
 // slabs, or taken from the class's spill queue by a refill; outgoing[c].count == length of its
 // list <= outgoing[c].cap (+1 inside the slow path), every block of class c and of a slab this
 // heap did not own when the block was freed; a heap's slabs have owner == heap and are on exactly
-// one of its lists.
+// one of its lists. Lock order: a heap's slow_lock before the pool lock; whoever holds the pool
+// lock may only try_lock a heap.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
 #include "common/base.h"
+#include "common/spin_lock.h"
 #include "tiny/size_classes.h"
 #include "tiny/superslab.h"
 
@@ -63,7 +65,14 @@ struct alignas(kCacheLine) Heap {
   ClassCache cache[kClassCount];
   ClassCache outgoing[kClassCount];
 
-  // Slow-path state, owner-only.
+  // Held by the owner through each of its slow paths, and by a thread tidying the slabs of an idle
+  // heap (one whose owner took no slow path for a whole release delay: a thread blocked, or living
+  // on its caches). Everything below, and the free lists, `carved` and `used` of the heap's slabs,
+  // are touched only by the holder. The fast paths need no lock: they touch only the two lists
+  // above, which the tidying thread leaves alone.
+  SpinLock slow_lock;
+  uint32_t ticks_at_last_look;  // the idle check's last reading of `ticks`
+
   uint32_t batch[kClassCount];
   uint32_t last_refill_tick[kClassCount];
   uint32_t last_spill_tick[kClassCount];

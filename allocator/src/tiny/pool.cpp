@@ -26,7 +26,7 @@ SuperSlab* g_wholly_empty = nullptr;  // ring: every block slab empty; unmapped 
 Slab* g_abandoned[kClassCount] = {};  // rings of abandoned slabs per class
 SuperSlab* g_to_unmap = nullptr;      // unlinked and unregistered; unmapped by ~Guard
 unsigned g_maintenance_class = 0;
-uint64_t g_last_decommit_ms = 0;
+uint64_t g_last_periodic_ms = 0;  // the last idle-heap and decommit pass
 uint64_t g_superslabs_live = 0;
 uint64_t g_superslabs_peak = 0;
 uint64_t g_superslabs_returned = 0;
@@ -196,6 +196,11 @@ Slab* acquire_locked(Heap* heap, unsigned cls) {
   if (slab != nullptr) return slab;
   slab = take_empty_locked();
   if (slab == nullptr) {
+    // Before the pool grows: idle heaps may hold slabs that other threads' frees emptied.
+    reclaim_idle_heaps_locked();
+    slab = take_empty_locked();
+  }
+  if (slab == nullptr) {
     SuperSlab* ss = map_superslab();
     if (ss == nullptr) return nullptr;
     add_superslab_locked(ss);
@@ -261,10 +266,16 @@ void maintain_locked(bool force, unsigned budget_per_call) {
     }
     g_maintenance_class = (cls + 1) % kClassCount;
   }
-  decommit_idle_slabs_locked(force);
-  if (g_wholly_empty == nullptr) return;
   uint64_t delay = options().release_delay_ms;
-  uint64_t now = force || delay == 0 ? 0 : now_ms();
+  uint64_t now = now_ms();
+  if (force || now - g_last_periodic_ms >= (delay == 0 ? 1 : delay)) {
+    g_last_periodic_ms = now;
+    // First, so that the slabs it releases are seen by the decommit pass.
+    reclaim_idle_heaps_locked();
+    decommit_idle_slabs_locked(force);
+  }
+  if (g_wholly_empty == nullptr) return;
+  if (force || delay == 0) now = 0;
   while (g_wholly_empty != nullptr) {
     SuperSlab* oldest = g_wholly_empty->prev;  // pushed at the front: the back is the oldest
     if (!force && delay != 0 && now - oldest->empty_since_ms < delay) break;
@@ -279,9 +290,6 @@ namespace {
 // Under the lock, so no thread can take a slab while its pages are being dropped.
 void decommit_idle_slabs_locked(bool force) {
   uint64_t delay = options().release_delay_ms;
-  uint64_t now = now_ms();
-  if (!force && now - g_last_decommit_ms < (delay == 0 ? 1 : delay)) return;
-  g_last_decommit_ms = now;
   SuperSlab* ss = g_with_empty;
   if (ss == nullptr) return;
   do {

@@ -31,10 +31,16 @@ Slab* acquire_locked(Heap* heap, unsigned cls);
 void release_locked(Slab* slab);
 // Under the lock: slab's owner is exiting; the slab waits in the pool with its class.
 void abandon_locked(Slab* slab);
-// Under the lock: drains abandoned slabs (all when force, else up to `budget`) and unmaps wholly
+// Under the lock: drains abandoned slabs (all when force, else up to `budget`), once per release
+// delay (and when forced) tidies idle heaps and decommits idle empty slabs, and unmaps wholly
 // empty SuperSlabs whose delay expired (all of them when force).
 inline constexpr unsigned kMaintenanceBudget = 32;  // abandoned slabs per call on slow paths
 void maintain_locked(bool force, unsigned budget = kMaintenanceBudget);
+
+// Under the lock, from maintain_locked once per release delay and before the pool maps a new
+// SuperSlab; defined by the front (tiny.cpp), which owns the heap registry: tidies the slabs of
+// heaps that took no slow path since the last call.
+void reclaim_idle_heaps_locked();
 
 // Walks every live SuperSlab under the lock.
 template <typename Visit>

@@ -63,8 +63,8 @@ inline void remote_push(Slab* slab, void* head, void* tail, uint32_t count) {
                                                std::memory_order_relaxed));
 }
 
-// Consumer side (the owner, or the pool lock holder for an abandoned slab): moves every remotely
-// freed block onto the free list. Returns how many.
+// Consumer side (the holder of the owner heap's slow_lock, or the pool lock holder for an
+// abandoned slab): moves every remotely freed block onto the free list. Returns how many.
 inline uint32_t drain_remote(Slab* slab, bool check) {
   // Relaxed pre-check avoids a write to a shared line when nothing was pushed.
   if (slab->remote.load(std::memory_order_relaxed) == nullptr) return 0;

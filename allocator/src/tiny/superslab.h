@@ -10,8 +10,10 @@
 //    no class), owned (by one thread's heap) or abandoned (its owner exited; it waits, with its
 //    class, in the pool to be adopted by another heap).
 //  - class: index into kClassSizes (size_classes.h).
-//  - owner: the heap (heap.h) of the thread that carves and reuses the slab; only it touches the
-//    slab's `free` list, `carved` and `used` (for abandoned slabs: whoever holds the pool lock).
+//  - owner: the heap (heap.h) of the thread that carves and reuses the slab; only the holder of
+//    that heap's slow_lock (the owner in a slow path, or a thread tidying an idle heap) touches
+//    the slab's `free` list, `carved` and `used` (for abandoned slabs: whoever holds the pool
+//    lock).
 //  - remote list: an atomic MPSC stack of blocks freed into the slab by anyone other than its
 //    owner. Producers push a chain with one CAS; the consumer takes everything with one exchange,
 //    so there is no ABA (the consumer never pops a single element from under a producer).

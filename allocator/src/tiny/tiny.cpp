@@ -336,6 +336,15 @@ void take_from_queue(Heap* heap, unsigned cls, uint32_t want, Chain& chain) {
   queue_note_drained(cls, n);
 }
 
+// Releases a list of empty slabs linked through `next`.
+void release_all_locked(Slab* empty) {
+  while (empty != nullptr) {
+    Slab* next = empty->next;
+    pool::release_locked(empty);
+    empty = next;
+  }
+}
+
 // Every kSweepTicks slow paths a heap looks at a few of its full slabs in other classes: ones that
 // remote frees emptied go back to the pool (a slab of a class the thread no longer allocates would
 // otherwise wait for the thread's exit), ones with free blocks become available again.
@@ -365,11 +374,7 @@ void sweep_full_slabs(Heap* heap) {
   }
   if (empty == nullptr) return;
   pool::Guard guard;
-  while (empty != nullptr) {
-    Slab* next = empty->next;
-    pool::release_locked(empty);
-    empty = next;
-  }
+  release_all_locked(empty);
 }
 
 // Fills heap's empty cache of class cls with a batch; returns how many blocks it holds.
@@ -460,6 +465,49 @@ void flush_outgoing(Heap* heap) {
     route_blocks(heap, chain);
     publish_count(heap, c);
   }
+}
+
+// Slabs unlinked from a heap by tidy_slabs, each list linked through `next`.
+struct TidiedSlabs {
+  Slab* empty = nullptr;  // to release to the pool
+  Slab* spare = nullptr;  // with free blocks, given away: to abandon to the pool
+};
+
+// Drains the remote lists of all of heap's slabs (the caller holds its slow_lock) and unlinks the
+// empty ones. Slabs with free blocks stay available, or, with give_away (an idle heap), are
+// unlinked too, for threads that allocate to adopt. Full slabs stay full.
+TidiedSlabs tidy_slabs(Heap* heap, bool give_away) {
+  bool check = marking();
+  TidiedSlabs out;
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    for (Slab** list : {&heap->avail[c], &heap->full[c]}) {
+      // Unhook the whole ring, then put each slab back where it now belongs (avail keeps its
+      // order, so the slab being carved stays at the head).
+      Slab* slab = *list;
+      if (slab == nullptr) continue;
+      slab->prev->next = nullptr;
+      *list = nullptr;
+      while (slab != nullptr) {
+        Slab* next = slab->next;
+        drain_remote(slab, check);
+        bool has_free = slab->free != nullptr || slab->carved < slab->capacity;
+        if (slab->used.load(std::memory_order_relaxed) == 0 || (give_away && has_free)) {
+          Slab*& to = slab->used.load(std::memory_order_relaxed) == 0 ? out.empty : out.spare;
+          slab->list = SlabList::kNone;
+          slab->next = to;
+          to = slab;
+        } else if (!has_free) {
+          ring_push_back(heap->full[c], slab);
+          slab->list = SlabList::kFull;
+        } else {
+          ring_push_back(heap->avail[c], slab);
+          slab->list = SlabList::kAvail;
+        }
+        slab = next;
+      }
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,6 +603,7 @@ void heap_teardown(void* value) {
   if (heap == nullptr || heap == &g_sentinel_heap) return;
   t_heap = &g_sentinel_heap;
   t_exited = true;
+  heap->slow_lock.lock();
   for (unsigned c = 0; c < kClassCount; ++c) {
     void* chain = heap->cache[c].head;
     heap->cache[c] = ClassCache{nullptr, 0, 0};
@@ -580,6 +629,8 @@ void heap_teardown(void* value) {
   }
   retire_counters(heap->counters);
   unregister_heap_locked(heap);
+  // Unregistered, so no idle check can reach it; unlocked before it can be handed out again.
+  heap->slow_lock.unlock();
   heap->next_free = g_free_heaps;
   g_free_heaps = heap;
   pool::maintain_locked(false);
@@ -684,6 +735,31 @@ void ensure_bg_thread() {
 
 }  // namespace
 
+// A heap whose owner took no slow path since the previous look may hold slabs that other threads'
+// frees emptied or thinned, with nobody to notice: a thread that allocated and now waits (Larson's
+// main thread holds the first generation of every array's slabs), or one that lives on its
+// caches. Under its slow_lock, its empty slabs go back to the pool and those with free blocks are
+// abandoned there, for threads that allocate to adopt. The owner may still hold blocks of them in
+// its caches; that is safe, as every slow path checks a block's owner again before putting it
+// back on a slab (spill, route_blocks, free_slow).
+void pool::reclaim_idle_heaps_locked() {
+  for (Heap* heap = g_live_heaps; heap != nullptr; heap = heap->next_live) {
+    // Fails for a heap in a slow path, the calling thread's own included.
+    if (!heap->slow_lock.try_lock()) continue;
+    if (heap->ticks == heap->ticks_at_last_look) {
+      TidiedSlabs tidied = tidy_slabs(heap, true);
+      release_all_locked(tidied.empty);
+      for (Slab* slab = tidied.spare; slab != nullptr;) {
+        Slab* next = slab->next;
+        abandon_locked(slab);
+        slab = next;
+      }
+    }
+    heap->ticks_at_last_look = heap->ticks;
+    heap->slow_lock.unlock();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The slow paths of the fast paths in tiny.h.
 
@@ -697,6 +773,7 @@ HAK_SLOW_PATH void* alloc_slow(unsigned cls) noexcept {
       return nullptr;
     }
   }
+  SpinLockGuard slow(heap->slow_lock);
   ClassCache& cache = heap->cache[cls];
   if (cache.head == nullptr && refill(heap, cls) == 0) {
     errno = ENOMEM;
@@ -717,6 +794,7 @@ HAK_SLOW_PATH void free_slow(void* p) noexcept {
   if (heap == &g_sentinel_heap) {
     if (t_exited || (heap = heap_create()) == nullptr) return free_direct(nullptr, slab, p);
   }
+  SpinLockGuard slow(heap->slow_lock);
   if (check_mode()) return free_direct(heap, slab, p);
   unsigned cls = slab->cls;
   if (slab->owner.load(std::memory_order_relaxed) != heap) return free_foreign(heap, cls, p);
@@ -774,40 +852,20 @@ void collect_heap(Heap* heap) {
     route_blocks(heap, chain);
   }
   flush_outgoing(heap);
-  bool check = marking();
-  for (unsigned c = 0; c < kClassCount; ++c) {
-    for (Slab** list : {&heap->avail[c], &heap->full[c]}) {
-      // Collect the empty ones first (the ring changes as they leave).
-      Slab* empty = nullptr;
-      Slab* slab = *list;
-      for (bool more = slab != nullptr; more;) {
-        Slab* next = slab->next;
-        more = next != *list;
-        drain_remote(slab, check);
-        if (slab->used.load(std::memory_order_relaxed) == 0) {
-          ring_remove(*list, slab);
-          slab->next = empty;
-          empty = slab;
-          more = more && *list != nullptr;
-        }
-        slab = next;
-      }
-      if (empty == nullptr) continue;
-      pool::Guard guard;
-      while (empty != nullptr) {
-        Slab* next = empty->next;
-        pool::release_locked(empty);
-        empty = next;
-      }
-    }
-  }
+  Slab* empty = tidy_slabs(heap, false).empty;
+  if (empty == nullptr) return;
+  pool::Guard guard;
+  release_all_locked(empty);
 }
 
 }  // namespace
 
 void collect() {
   Heap* heap = t_heap == &g_sentinel_heap ? nullptr : t_heap;
-  if (heap != nullptr) collect_heap(heap);
+  if (heap != nullptr) {
+    heap->slow_lock.lock();
+    collect_heap(heap);
+  }
   g_orphan_lock.lock();
   if (g_orphan_ready) collect_heap(&g_orphan_heap);
   g_orphan_lock.unlock();
@@ -817,8 +875,11 @@ void collect() {
   }
   // Blocks just routed home may have emptied more of this heap's slabs.
   if (heap != nullptr) collect_heap(heap);
-  pool::Guard guard;
-  pool::maintain_locked(true);
+  {
+    pool::Guard guard;
+    pool::maintain_locked(true);
+  }
+  if (heap != nullptr) heap->slow_lock.unlock();
 }
 
 void fill_stats(hak_stats_t* out) {

@@ -352,3 +352,95 @@ TEST(TinyThreads, FreedForeignBlocksAreNotReusedByTheFreeingThread) {
   EXPECT_EQ(reused.load(), 0);
   expect_all_memory_accounted();
 }
+
+// A thread that allocated and now only waits (Larson's main thread) must not keep the slabs that
+// other threads' frees emptied: before the pool grows, they are taken from its heap, and a thread
+// that allocates the same amount again reuses them instead of mapping new SuperSlabs.
+TEST(TinyThreads, SlabsOfAnIdleThreadAreReusedByOthers) {
+  constexpr int kBlocks = 40000;  // of 256 B: 10 MB, about 5 SuperSlabs
+  hak_collect();
+  std::vector<void*> blocks;
+  for (int i = 0; i < kBlocks; ++i) blocks.push_back(hak_malloc(256));
+  uint64_t peak_before = stats().superslabs_peak;
+  std::thread([&] {
+    for (void* p : blocks) hak_free(p);
+  }).join();
+  std::thread([&] {
+    std::vector<void*> mine;
+    for (int i = 0; i < kBlocks; ++i) mine.push_back(hak_malloc(256));
+    for (void* p : mine) hak_free(p);
+  }).join();
+  // One SuperSlab may be mapped before the idle check has seen this thread twice.
+  EXPECT_LE(stats().superslabs_peak, peak_before + 1);
+  // The idle thread still works, from its caches and then from new slabs.
+  std::vector<void*> again;
+  for (int i = 0; i < 2000; ++i) {
+    void* p = hak_malloc(256);
+    ASSERT_NE(p, nullptr);
+    fill(p, 256, i);
+    again.push_back(p);
+  }
+  for (int i = 0; i < 2000; ++i) {
+    EXPECT_TRUE(intact(again[i], 256, i));
+    hak_free(again[i]);
+  }
+  expect_all_memory_accounted();
+}
+
+// The idle check takes slabs from heaps whose owners are in their fast paths: here the owners
+// churn blocks through their caches (mostly fast paths, now and then a refill or spill), other
+// threads free their blocks remotely, and a collector forces an idle check on every call.
+TEST(TinyThreads, IdleChecksRaceWithOwnersFastPaths) {
+  constexpr int kOwners = 3;
+  const int rounds = 300 / kScale;
+  std::atomic<bool> done{false};
+  std::atomic<int> corrupt{0};
+  Mailbox box[kOwners];
+  std::thread collector([&] {
+    while (!done.load()) hak_collect();  // every collect runs an idle check
+  });
+  std::vector<std::thread> freers, owners;
+  for (int t = 0; t < kOwners; ++t) {
+    freers.emplace_back([&, t] {
+      for (int i = 0; i < rounds * 64; ++i) {
+        void* p = box[t].take();
+        if (!intact(p, 96, reinterpret_cast<uintptr_t>(p))) corrupt.fetch_add(1);
+        hak_free(p);
+      }
+    });
+    owners.emplace_back([&, t] {
+      Rng rng(t + 7);
+      std::vector<void*> held;
+      for (int round = 0; round < rounds; ++round) {
+        for (int i = 0; i < 64; ++i) {  // these go to the freer
+          void* p = hak_malloc(96);
+          fill(p, 96, reinterpret_cast<uintptr_t>(p));
+          box[t].put(p);
+        }
+        for (int i = 0; i < 200; ++i) {  // a small working set: mostly cache hits
+          if (held.size() < 24 || rng.below(2) == 0) {
+            void* p = hak_malloc(96);
+            fill(p, 96, reinterpret_cast<uintptr_t>(p));
+            held.push_back(p);
+          } else {
+            size_t victim = rng.below(held.size());
+            if (!intact(held[victim], 96, reinterpret_cast<uintptr_t>(held[victim]))) {
+              corrupt.fetch_add(1);
+            }
+            hak_free(held[victim]);
+            held[victim] = held.back();
+            held.pop_back();
+          }
+        }
+        if (round % 16 == 0) sched_yield();  // idle for a moment: a look may find it so
+      }
+      for (void* p : held) hak_free(p);
+    });
+  }
+  for (auto& t : owners) t.join();
+  for (auto& t : freers) t.join();
+  done.store(true);
+  collector.join();
+  EXPECT_EQ(corrupt.load(), 0);
+  expect_all_memory_accounted();
+}
