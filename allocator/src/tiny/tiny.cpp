@@ -144,17 +144,20 @@ void local_free(Heap* heap, Slab* slab, void* head, void* tail, uint32_t count) 
   }
 }
 
-// Cuts a chain (null-terminated) into runs of consecutive blocks of one slab and calls
-// visit(slab, run) for each, after reading the links it needs: visit may relink the run's tail.
-// The run's blocks stay linked as they were, so a run is one list splice instead of one per
-// block (blocks freed in a burst sit in one slab side by side).
+// Cuts the first `limit` blocks of a chain (all of it, up to the null, with kWholeChain) into runs
+// of consecutive blocks of one slab and calls visit(slab, run) for each, after reading the links
+// it needs: visit may relink the run's tail. The run's blocks stay linked as they were, so a run
+// is one list splice instead of one per block (blocks freed in a burst sit in one slab side by
+// side). Returns how many blocks it visited and leaves `chain` at the first block it did not.
+inline constexpr uint32_t kWholeChain = UINT32_MAX;
 template <typename Visit>
-uint32_t for_each_run(void* chain, Visit visit) {
+uint32_t for_each_run(void*& chain, uint32_t limit, Visit visit) {
   bool check = marking();
   uint32_t total = 0;
   Chain run;
   Slab* run_slab = nullptr;
-  for (void* block = chain; block != nullptr;) {
+  void* block = chain;
+  for (; block != nullptr && total < limit;) {
     if (check && !plausible_block(block, kAnyClass)) {
       fatal("cache or spill chain corrupt: %p is not a tiny block", block);
     }
@@ -170,6 +173,7 @@ uint32_t for_each_run(void* chain, Visit visit) {
     ++run.count;
     block = next;
   }
+  chain = block;
   if (run_slab != nullptr) visit(run_slab, run);
   return total;
 }
@@ -191,7 +195,7 @@ uint32_t route_blocks(Heap* heap, void* chain) {
     remote_push(run.slab, run.chain.head, run.chain.tail, run.chain.count);
     remote += run.chain.count;
   };
-  uint32_t total = for_each_run(chain, [&](Slab* slab, Chain& run) {
+  uint32_t total = for_each_run(chain, kWholeChain, [&](Slab* slab, Chain& run) {
     if (heap != nullptr && slab->owner.load(std::memory_order_relaxed) == heap) {
       return local_free(heap, slab, run.head, run.tail, run.count);
     }
@@ -406,33 +410,26 @@ uint32_t refill(Heap* heap, unsigned cls) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Spill: the cache of cls holds more than its cap; keep `batch` blocks (the most recently freed,
-// at the head), send the rest out as chains.
+// Spill: the cache of cls holds more than its cap; the oldest `batch` blocks stay, the newer ones
+// leave as chains. Leaving from the head means one walk both finds the cut and groups the blocks
+// into runs (keeping the newest would need a walk to the cut first).
 void spill(Heap* heap, unsigned cls) {
   adapt(heap, cls, &heap->last_spill_tick[cls]);
   ClassCache& cache = heap->cache[cls];
   uint32_t keep = heap->batch[cls];
   if (keep >= cache.count) return;
-  void* cut = cache.head;
-  for (uint32_t i = 1; i < keep; ++i) cut = next_of(cut);
-  void* rest = next_of(cut);
-  next_of(cut) = nullptr;
-  cache.count = keep;
-  publish_count(heap, cls);
-  bump(heap->counters.spills);
-  if (options().bg_spill == BgSpillMode::kOff) {
-    route_blocks(heap, rest);
-    return;
-  }
   // Own blocks go home now (no atomics); foreign ones (from the spill queue) leave as one chain.
   Chain foreign;
-  for_each_run(rest, [&](Slab* slab, Chain& run) {
+  for_each_run(cache.head, cache.count - keep, [&](Slab* slab, Chain& run) {
     if (slab->owner.load(std::memory_order_relaxed) == heap) {
       local_free(heap, slab, run.head, run.tail, run.count);
     } else {
       foreign.append_chain(run);
     }
   });
+  cache.count = keep;
+  publish_count(heap, cls);
+  bump(heap->counters.spills);
   send_foreign(heap, cls, foreign);
 }
 
