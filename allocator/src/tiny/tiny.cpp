@@ -453,13 +453,15 @@ void free_foreign(Heap* heap, unsigned cls, void* block) {
   send_foreign(heap, cls, chain);
 }
 
-// Thread exit and collect: every outgoing list goes home now.
-void flush_outgoing(Heap* heap) {
+// Thread exit and collect: every cache and outgoing list goes home now.
+void flush_caches(Heap* heap) {
   for (unsigned c = 0; c < kClassCount; ++c) {
-    void* chain = heap->outgoing[c].head;
-    heap->outgoing[c].head = nullptr;
-    heap->outgoing[c].count = 0;
-    route_blocks(heap, chain);
+    for (ClassCache* list : {&heap->cache[c], &heap->outgoing[c]}) {
+      void* chain = list->head;
+      list->head = nullptr;
+      list->count = 0;
+      route_blocks(heap, chain);
+    }
     publish_count(heap, c);
   }
 }
@@ -601,12 +603,7 @@ void heap_teardown(void* value) {
   t_heap = &g_sentinel_heap;
   t_exited = true;
   heap->slow_lock.lock();
-  for (unsigned c = 0; c < kClassCount; ++c) {
-    void* chain = heap->cache[c].head;
-    heap->cache[c] = ClassCache{nullptr, 0, 0};
-    route_blocks(heap, chain);
-  }
-  flush_outgoing(heap);
+  flush_caches(heap);
   drain_stale_queues(heap);
   bool check = marking();
   pool::Guard guard;
@@ -842,13 +839,7 @@ namespace {
 
 // Flushes heap's caches home and gives its empty slabs back to the pool.
 void collect_heap(Heap* heap) {
-  for (unsigned c = 0; c < kClassCount; ++c) {
-    void* chain = heap->cache[c].head;
-    heap->cache[c].head = nullptr;
-    heap->cache[c].count = 0;
-    route_blocks(heap, chain);
-  }
-  flush_outgoing(heap);
+  flush_caches(heap);
   Slab* empty = tidy_slabs(heap, false).empty;
   if (empty == nullptr) return;
   pool::Guard guard;
