@@ -28,11 +28,11 @@
 //    outgoing list of the class instead of the cache; a full list leaves as one chain like a
 //    spill's foreign blocks (below).
 //  - spill (cache over its cap): the oldest blocks leave; blocks of the thread's own slabs go
-//    back to their free lists (no atomics); the others go as one chain onto the class's spill queue
-//    (one CAS; inline and thread modes) or onto their slabs' remote lists (one CAS per run of
-//    blocks of one slab; off mode). Spill queues are emptied by the next refill of the class
-//    (inline), by a background thread every 1-50 ms (thread), and by slab acquisitions and thread
-//    exits when nobody touched them since the last look.
+//    back to their free lists (no atomics); the others go onto their slabs' remote lists (one CAS
+//    per run of blocks of one slab; HAKMEM_BG_SPILL=off, the default) or as one chain onto the
+//    class's spill queue (one CAS; inline and thread modes). Spill queues are emptied by the next
+//    refill of the class (inline), by a background thread every 1-50 ms (thread), and by slab
+//    acquisitions and thread exits when nobody touched them since the last look.
 //  - thread exit (pthread key destructor): caches flushed home, empty slabs to the pool, the
 //    others abandoned to it; later calls on that thread use a shared, locked orphan heap.
 #pragma once
