@@ -152,29 +152,35 @@ void local_free(Heap* heap, Slab* slab, void* head, void* tail, uint32_t count) 
 inline constexpr uint32_t kWholeChain = UINT32_MAX;
 template <typename Visit>
 uint32_t for_each_run(void*& chain, uint32_t limit, Visit visit) {
-  bool check = marking();
+  if (marking()) {
+    uint32_t n = 0;
+    for (void* b = chain; b != nullptr && n < limit; b = next_of(b), ++n) {
+      if (!plausible_block(b, kAnyClass)) {
+        fatal("cache or spill chain corrupt: %p is not a tiny block", b);
+      }
+    }
+  }
   uint32_t total = 0;
-  Chain run;
-  Slab* run_slab = nullptr;
   void* block = chain;
-  for (; block != nullptr && total < limit;) {
-    if (check && !plausible_block(block, kAnyClass)) {
-      fatal("cache or spill chain corrupt: %p is not a tiny block", block);
-    }
+  while (block != nullptr && total < limit) {
+    // Blocks of one slab share their address bits above kSlabShift (never all zero, so the key
+    // test also stops at the null that ends the chain).
+    uintptr_t slab_key = reinterpret_cast<uintptr_t>(block) >> kSlabShift;
+    uint32_t room = limit - total;
+    void* tail = block;
     void* next = next_of(block);
-    ++total;
-    Slab* slab = slab_of(block);
-    if (slab != run_slab) {
-      if (run_slab != nullptr) visit(run_slab, run);
-      run = Chain{block, block, 0};
-      run_slab = slab;
+    uint32_t count = 1;
+    while (count < room && reinterpret_cast<uintptr_t>(next) >> kSlabShift == slab_key) {
+      tail = next;
+      next = next_of(next);
+      ++count;
     }
-    run.tail = block;
-    ++run.count;
+    Chain run{block, tail, count};
+    total += count;
+    visit(slab_of(block), run);
     block = next;
   }
   chain = block;
-  if (run_slab != nullptr) visit(run_slab, run);
   return total;
 }
 
@@ -269,26 +275,44 @@ void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
   }
 }
 
-// Appends up to `want` blocks of slab (free list first, then carving) to chain.
+[[noreturn]] HAK_SLOW_PATH void report_corrupt_free_list(const Slab* slab, const void* block) {
+  fatal("free list of a slab of class %u (%u bytes) is corrupt after %p", slab->cls,
+        slab->block_size, block);
+}
+
+// Appends up to `want` blocks of slab (free list first, then carving) to chain. Free-list blocks
+// keep their links: the count invariant (superslab.h) says how many there are, so the list is cut
+// after a walk of loads only.
 void take_from_slab(Slab* slab, uint32_t want, Chain& chain, bool check) {
-  uint32_t taken = 0;
-  while (taken < want && slab->free != nullptr) {
-    void* block = slab->free;
-    slab->free = next_of(block);
-    if (check && slab->free != nullptr && !in_slab(slab->free, slab)) {
-      fatal("free list of a slab of class %u (%u bytes) is corrupt after %p", slab->cls,
-            slab->block_size, block);
+  uint32_t used = slab->used.load(std::memory_order_relaxed);
+  uint32_t listed = slab->carved - used;
+  uint32_t taken = want < listed ? want : listed;
+  if (taken != 0) {
+    void* head = slab->free;
+    void* tail = head;
+    for (uint32_t i = 1; i < taken; ++i) {
+      void* next = next_of(tail);
+      if (check && !in_slab(next, slab)) report_corrupt_free_list(slab, tail);
+      tail = next;
     }
-    chain.append(block);
-    ++taken;
+    void* rest = next_of(tail);
+    if (check && (taken == listed ? rest != nullptr : !in_slab(rest, slab))) {
+      report_corrupt_free_list(slab, tail);
+    }
+    slab->free = rest;
+    chain.append_chain(Chain{head, tail, taken});
   }
   uint32_t carve = want - taken;
   if (carve > slab->capacity - slab->carved) carve = slab->capacity - slab->carved;
-  char* block = slab->area() + size_t{slab->carved} * slab->block_size;
-  for (uint32_t i = 0; i < carve; ++i, block += slab->block_size) chain.append(block);
-  slab->carved += carve;
-  taken += carve;
-  slab->used.store(slab->used.load(std::memory_order_relaxed) + taken, std::memory_order_relaxed);
+  if (carve != 0) {
+    uint32_t size = slab->block_size;
+    char* first = slab->area() + size_t{slab->carved} * size;
+    char* last = first + size_t{carve - 1} * size;
+    for (char* block = first; block != last; block += size) next_of(block) = block + size;
+    chain.append_chain(Chain{first, last, carve});
+    slab->carved += carve;
+  }
+  slab->used.store(used + taken + carve, std::memory_order_relaxed);
 }
 
 // A slab of class cls with blocks to give: a full one that received remote frees, else one from
