@@ -1,6 +1,7 @@
 // Routing, done once at the top: a request goes by size to tiny, pool or large; a free goes by
-// the chunk map entry of its address. Inline so that hak_malloc and the malloc override both get
-// the tiny and pool fast paths without a call; large spans and foreign pointers go out of line.
+// its address: tiny's arena by a range test, everything else by the chunk map entry. Inline so that
+// hak_malloc and the malloc override both get the tiny and pool fast paths without a call; large
+// spans and foreign pointers go out of line.
 #pragma once
 
 #include "common/chunk_map.h"
@@ -21,6 +22,8 @@ HAK_FAST_PATH void* route_malloc(size_t size) {
 }
 
 HAK_FAST_PATH void route_free(void* p) {
+  // Most frees are tiny: a range test finds them before the chunk-map look-up.
+  if (HAK_LIKELY(tiny::in_arena(p))) return tiny::free(p, tiny::SuperSlab::of(p));
   chunk_map::Entry entry = chunk_map::lookup(p);
   tiny::SuperSlab* ss;
   if (HAK_LIKELY(entry.is(chunk_map::Kind::kTiny, ss))) return tiny::free(p, ss);

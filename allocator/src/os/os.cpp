@@ -46,8 +46,8 @@ bool injected_failure() {
   return false;
 }
 
-void* map_raw(size_t size) {
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+void* map_raw(size_t size, int protection = PROT_READ | PROT_WRITE, int flags = 0) {
+  void* p = ::mmap(nullptr, size, protection, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -99,6 +99,36 @@ void decommit(void* p, size_t size) {
   // MADV_DONTNEED (not MADV_FREE): RSS falls at once and later reads are guaranteed zero.
   ::madvise(p, size, MADV_DONTNEED);
   g_decommit_calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+void* reserve(size_t size, size_t alignment) {
+  size_t padded = size + alignment;
+  if (padded < size) return nullptr;
+  char* raw = static_cast<char*>(map_raw(padded, PROT_NONE, MAP_NORESERVE));
+  if (raw == nullptr) return nullptr;
+  char* aligned = reinterpret_cast<char*>(align_up(reinterpret_cast<uintptr_t>(raw), alignment));
+  if (aligned > raw) ::munmap(raw, static_cast<size_t>(aligned - raw));
+  size_t tail = static_cast<size_t>(raw + padded - (aligned + size));
+  if (tail > 0) ::munmap(aligned + size, tail);
+  return aligned;
+}
+
+bool commit(void* p, size_t size) {
+  if (injected_failure() || ::mprotect(p, size, PROT_READ | PROT_WRITE) != 0) {
+    errno = ENOMEM;
+    return false;
+  }
+  g_map_calls.fetch_add(1, std::memory_order_relaxed);
+  note_mapped(size);
+  return true;
+}
+
+void uncommit(void* p, size_t size) {
+  // Stays PROT_READ | PROT_WRITE: lock-free readers that validate pointers by their address range
+  // may read it (and find zeros).
+  ::madvise(p, size, MADV_DONTNEED);
+  g_unmap_calls.fetch_add(1, std::memory_order_relaxed);
+  g_bytes_mapped.fetch_sub(size, std::memory_order_relaxed);
 }
 
 bool remap_in_place(void* p, size_t old_size, size_t new_size) {

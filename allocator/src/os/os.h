@@ -8,6 +8,12 @@
 //  - decommit(p, size): the pages go back to the OS; the range stays mapped and reads as zero.
 //  - remap(p, old_size, new_size): grows or shrinks a mapping in place; false if it cannot.
 //  - move_pages(p, size, dst): relocates a mapping's pages over part of another mapping.
+//  - reserve(size, alignment): address space only (inaccessible, not counted as mapped), for
+//    commit() to hand out piece by piece; nullptr when the OS refuses.
+//  - commit(p, size): a page-aligned part of a reservation becomes readable, writable and
+//    zero-filled; counted like a map() (call and bytes). False (errno = ENOMEM) on failure.
+//  - uncommit(p, size): the pages of committed memory go back to the OS; the range stays readable
+//    (as zeros) and reserved, and is counted like an unmap(). commit() may hand it out again.
 #pragma once
 
 #include "common/base.h"
@@ -29,6 +35,9 @@ void* map(size_t size, size_t alignment = kPageSize);
 void unmap(void* p, size_t size);
 void decommit(void* p, size_t size);
 bool remap_in_place(void* p, size_t old_size, size_t new_size);
+void* reserve(size_t size, size_t alignment);
+bool commit(void* p, size_t size);
+void uncommit(void* p, size_t size);
 // Moves the pages of [p, p + size) to [dst, dst + size), which must lie inside a mapping from
 // map(); the old range is unmapped. No copy: page tables move. False (nothing changed) on failure.
 bool move_pages(void* p, size_t size, void* dst);

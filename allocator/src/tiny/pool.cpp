@@ -14,6 +14,10 @@
 #include "os/os.h"
 #include "tiny/slab_ops.h"
 
+namespace hak::tiny {
+Arena g_arena;
+}
+
 namespace hak::tiny::pool {
 namespace {
 
@@ -64,8 +68,65 @@ void unlink_ss(SuperSlab* ss) {
   ss->in_list = false;
 }
 
+// The arena's slots (kChunkSize each), under g_lock. A returned slot is readable (zeros) and in
+// no list but this bitmap; ~Guard sets its bit once its pages are gone.
+enum class ArenaState : uint8_t { kUnreserved, kReserved, kRefused };
+constexpr uint32_t kArenaSlots = kArenaBytes / kChunkSize;
+ArenaState g_arena_state = ArenaState::kUnreserved;
+uint32_t g_arena_slots_used = 0;  // slots ever handed out: [0, used) is the published span
+uint64_t g_arena_returned[kArenaSlots / 64] = {};
+
+// The arena slot of p, or UINT32_MAX for memory outside the arena.
+uint32_t arena_slot(const void* p) {
+  uintptr_t offset = reinterpret_cast<uintptr_t>(p) - g_arena.base.load(std::memory_order_relaxed);
+  return g_arena_state == ArenaState::kReserved && offset < kArenaBytes
+             ? static_cast<uint32_t>(offset / kChunkSize)
+             : UINT32_MAX;
+}
+
+// Gives a SuperSlab's memory back: an arena slot keeps its addresses (readable zeros) and is
+// reused once its pages are gone; a SuperSlab mapped on its own is unmapped. Called outside the
+// lock (locked: under it, for a SuperSlab nobody has seen).
+void unmap_superslab_memory(SuperSlab* ss, bool locked) {
+  uint32_t slot = arena_slot(ss);
+  if (slot == UINT32_MAX) return os::unmap(ss, kChunkSize);
+  os::uncommit(ss, kChunkSize);
+  if (!locked) g_lock.lock();
+  g_arena_returned[slot / 64] |= uint64_t{1} << (slot % 64);
+  if (!locked) g_lock.unlock();
+}
+
+// Memory for one SuperSlab: a returned arena slot, a fresh one, or (arena refused or full) its
+// own mapping. nullptr with errno = ENOMEM.
+void* map_superslab_memory() {
+  if (g_arena_state == ArenaState::kUnreserved) {
+    void* base = os::reserve(kArenaBytes, kChunkSize);
+    g_arena_state = base == nullptr ? ArenaState::kRefused : ArenaState::kReserved;
+    if (base != nullptr)
+      g_arena.base.store(reinterpret_cast<uintptr_t>(base), std::memory_order_relaxed);
+  }
+  if (g_arena_state == ArenaState::kReserved) {
+    char* base = reinterpret_cast<char*>(g_arena.base.load(std::memory_order_relaxed));
+    for (uint32_t w = 0; w < kArenaSlots / 64; ++w) {
+      if (g_arena_returned[w] == 0) continue;
+      uint32_t slot = w * 64 + static_cast<uint32_t>(__builtin_ctzll(g_arena_returned[w]));
+      void* memory = base + size_t{slot} * kChunkSize;
+      if (!os::commit(memory, kChunkSize)) return nullptr;
+      g_arena_returned[w] &= g_arena_returned[w] - 1;
+      return memory;
+    }
+    if (g_arena_slots_used < kArenaSlots) {
+      void* memory = base + size_t{g_arena_slots_used} * kChunkSize;
+      if (!os::commit(memory, kChunkSize)) return nullptr;
+      ++g_arena_slots_used;
+      return memory;
+    }
+  }
+  return os::map(kChunkSize, kChunkSize);
+}
+
 SuperSlab* map_superslab() {
-  void* memory = os::map(kChunkSize, kChunkSize);
+  void* memory = map_superslab_memory();
   if (memory == nullptr) return nullptr;
   // Zero-filled memory: the debug bitmap and the bookkeeping start at zero; construct the slab
   // records only (constructing live_bits would commit its pages).
@@ -79,9 +140,14 @@ SuperSlab* map_superslab() {
   ss->empty_count = kBlockSlabs;
   // The entry is published (release) after the header is complete.
   if (!chunk_map::register_range(ss, kChunkSize, chunk_map::Kind::kTiny, ss)) {
-    os::unmap(ss, kChunkSize);
+    unmap_superslab_memory(ss, true);
     errno = ENOMEM;
     return nullptr;
+  }
+  // Release: a reader that finds ss in the span finds its header complete.
+  uintptr_t span = size_t{g_arena_slots_used} * kChunkSize;
+  if (span > g_arena.span.load(std::memory_order_relaxed)) {
+    g_arena.span.store(span, std::memory_order_release);
   }
   if (options().verbose) log_message("tiny: mapped SuperSlab %p", memory);
   return ss;
@@ -185,7 +251,7 @@ Guard::~Guard() {
   g_lock.unlock();
   while (list != nullptr) {
     SuperSlab* next = list->next;
-    os::unmap(list, kChunkSize);
+    unmap_superslab_memory(list, false);
     list = next;
   }
 }

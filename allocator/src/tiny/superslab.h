@@ -18,6 +18,12 @@
 //    owner. Producers push a chain with one CAS; the consumer takes everything with one exchange,
 //    so there is no ABA (the consumer never pops a single element from under a producer).
 //  - spill: a thread cache that overflows sends its excess out as chains (heap.h, tiny.cpp).
+//  - arena: one reservation of address space (kArenaBytes) that SuperSlabs are cut from, so that
+//    free recognises a tiny block by one range test instead of a chunk-map look-up. Everything in
+//    [base, base + span) is a SuperSlab, live or returned: a returned one gave its pages back but
+//    stays readable as zeros (no slab serves a class, so no pointer validates). A SuperSlab that
+//    does not fit the arena (reservation refused, or full) is mapped on its own, and reached
+//    through the chunk map, where every live SuperSlab is registered.
 //
 // The count invariant of a slab (checked in debug builds whenever a slab changes hands, and by
 // testing::census):
@@ -28,14 +34,16 @@
 // only with used == 0 (so its remote list is empty too).
 //
 // Why no lock-free reader touches freed memory. SuperSlab headers live inside the SuperSlab, so
-// unmapping it frees its metadata; this is safe because a SuperSlab is unmapped only (a) under
+// returning it frees its metadata; this is safe because a SuperSlab is returned only (a) under
 // the pool lock, (b) when all its slabs are empty (used == 0, not owned, remote list drained),
-// (c) after its chunk-map entry was cleared. The lock-free readers are: a thread freeing a block
-// (reads the slab's class fields, then pushes to the remote list or a spill queue) — it holds a
-// live block, so `used` > 0 and the slab cannot be empty until its push is drained, and it never
-// touches the slab after its successful CAS; a thread draining a spill queue — every block in a
-// queue still counts in its slab's `used`; the owner — a slab in the pool has no owner. Chunk-map
-// leaves are never unmapped, so a stale lookup cannot fault. Heaps are recycled, never unmapped.
+// (c) after its chunk-map entry was cleared; and one in the arena is never unmapped, only
+// emptied of its pages, so even a stale or wild pointer's range test and header read cannot fault.
+// The lock-free readers are: a thread freeing a block (reads the slab's class fields, then pushes
+// to the remote list or a spill queue) — it holds a live block, so `used` > 0 and the slab cannot
+// be empty until its push is drained, and it never touches the slab after its successful CAS; a
+// thread draining a spill queue — every block in a queue still counts in its slab's `used`; the
+// owner — a slab in the pool has no owner. Chunk-map leaves are never unmapped, so a stale lookup
+// cannot fault. Heaps are recycled, never unmapped.
 #pragma once
 
 #include <atomic>
@@ -56,7 +64,8 @@ static_assert(kSlabsPerSuperSlab <= 32, "empty-slab masks are 32 bits");
 struct Heap;
 class SuperSlab;
 
-enum class SlabState : uint8_t { kHeader, kEmpty, kOwned, kAbandoned };
+// kReturned is zero: the state read from the zero pages of a SuperSlab returned to the OS.
+enum class SlabState : uint8_t { kReturned, kHeader, kEmpty, kOwned, kAbandoned };
 // Which of its owner's lists an owned slab is on.
 enum class SlabList : uint8_t { kNone, kAvail, kFull };
 
@@ -128,6 +137,23 @@ inline char* Slab::area() const {
 }
 inline SuperSlab* Slab::superslab() const {
   return SuperSlab::of(this);
+}
+
+inline constexpr size_t kArenaBytes = size_t{16} << 30;  // 8192 SuperSlabs
+
+// Written under the pool lock: base once, span only upwards, after the SuperSlab it adds to the
+// range is initialised. Relaxed loads suffice for free: a thread that holds a live block of a
+// SuperSlab learnt of the block through a chain that started after the span store.
+struct Arena {
+  std::atomic<uintptr_t> base{0};
+  std::atomic<uintptr_t> span{0};  // 0 until the first SuperSlab: nothing is in the arena
+};
+extern Arena g_arena;
+
+// Is p inside the arena (a SuperSlab's memory, live or returned)? One subtraction, one compare.
+HAK_FAST_PATH bool in_arena(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) - g_arena.base.load(std::memory_order_relaxed) <
+         g_arena.span.load(std::memory_order_relaxed);
 }
 
 HAK_FAST_PATH Slab* slab_of(const void* p) {

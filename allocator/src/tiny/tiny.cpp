@@ -698,6 +698,9 @@ void free_direct(Heap* heap, Slab* slab, void* block) {
 
 [[noreturn]] HAK_SLOW_PATH void report_invalid_free_fatal(const void* p, const Slab* slab) {
   if (slab->state == SlabState::kHeader) fatal("free(%p): points into a tiny SuperSlab header", p);
+  if (slab->state == SlabState::kReturned) {
+    fatal("free(%p): points into a tiny SuperSlab returned to the OS (double free?)", p);
+  }
   if (slab->capacity == 0) fatal("free(%p): points into an unused tiny slab (double free?)", p);
   fatal("free(%p): not on a block boundary of tiny class %u (%u-byte blocks)", p, slab->cls,
         slab->block_size);

@@ -5,7 +5,8 @@
 // Contract
 //  - alloc(size), size in [0, kTinyMaxSize]: a block of class size_to_class(size), 16-aligned when
 //    its size is >= 16; nullptr with errno = ENOMEM when the OS refuses memory.
-//  - free(p, ss): ss is the owner of chunk_map::lookup(p), of kind kTiny. p must be a block alloc
+//  - free(p, ss): ss is SuperSlab::of(p) for a p in_arena(), else the owner of
+//    chunk_map::lookup(p), of kind kTiny (a SuperSlab outside the arena). p must be a block alloc
 //    returned; any thread may free it. A pointer that is not on a block boundary of a slab that
 //    serves a class is refused (logged, or fatal() in debug builds / HAKMEM_CHECK=1, which also
 //    catch double frees and name the address and class).

@@ -1,12 +1,15 @@
-// The tiny part under each HAKMEM_BG_SPILL mode, HAKMEM_RELEASE_DELAY_MS=0, and OS mapping
-// failures. Each case runs in a fresh process (gtest's "threadsafe" death-test style re-executes
-// the binary), so the options are read from the environment set inside the case.
+// The tiny part under each HAKMEM_BG_SPILL mode, HAKMEM_RELEASE_DELAY_MS=0, OS mapping failures,
+// and without its arena (address space refused). Each case runs in a fresh process (gtest's
+// "threadsafe" death-test style re-executes the binary), so the options are read from the
+// environment set inside the case.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -214,6 +217,87 @@ TEST_F(TinyOptions, BackgroundThreadReturnsMemoryOfExitedThreadsUnasked) {
         // Polled, not timed: the test's own timeout is the limit.
         while (stats().superslabs_live != 0) usleep(2000);
         CHECK_OR_EXIT(stats().superslabs_returned > 0);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// Returned SuperSlabs of the arena keep their addresses: they read as zeros (a stale pointer's
+// range test and header read cannot fault), a free into one is refused, and the next SuperSlab
+// reuses the slot instead of growing the arena.
+TEST_F(TinyOptions, ArenaSlotsOfReturnedSuperSlabsStayReadableAndAreReused) {
+  EXPECT_EXIT(
+      {
+        setenv("HAKMEM_RELEASE_DELAY_MS", "0", 1);
+        std::vector<void*> blocks;
+        for (int i = 0; i < 4096; ++i) blocks.push_back(hak_malloc(1024));
+        CHECK_OR_EXIT(stats().superslabs_live >= 2);
+        void* stale = blocks.back();
+        CHECK_OR_EXIT(hak::tiny::in_arena(stale));
+        uintptr_t span = hak::tiny::g_arena.span.load();
+        for (void* p : blocks) hak_free(p);
+        hak_collect();
+        CHECK_OR_EXIT(stats().superslabs_live == 0);
+        CHECK_OR_EXIT(hak::tiny::in_arena(stale));
+        char zeros[1024] = {};
+        CHECK_OR_EXIT(std::memcmp(stale, zeros, sizeof zeros) == 0);
+        hak_free(stale);  // a double free into a returned SuperSlab: refused (logged), no crash
+        CHECK_OR_EXIT(std::memcmp(stale, zeros, sizeof zeros) == 0);
+        for (int i = 0; i < 4096; ++i) blocks[i] = hak_malloc(1024);
+        CHECK_OR_EXIT(hak::tiny::g_arena.span.load() == span);
+        for (void* p : blocks) CHECK_OR_EXIT(hak::tiny::in_arena(p));
+        for (void* p : blocks) hak_free(p);
+        expect_clean_after_collect();
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(TinyOptions, FreeIntoAReturnedSuperSlabIsFatalInCheckMode) {
+  EXPECT_EXIT(
+      {
+        setenv("HAKMEM_CHECK", "1", 1);
+        std::vector<void*> blocks;
+        for (int i = 0; i < 4096; ++i) blocks.push_back(hak_malloc(1024));
+        for (void* p : blocks) hak_free(p);
+        hak_collect();
+        CHECK_OR_EXIT(stats().superslabs_live == 0);
+        hak_free(blocks.back());
+        _exit(0);
+      },
+      ::testing::KilledBySignal(SIGABRT), "returned to the OS");
+}
+
+// Without the arena (its reservation refused, as under a tight `ulimit -v`), every SuperSlab is
+// mapped on its own and found through the chunk map: same behaviour, same checks.
+TEST_F(TinyOptions, WithoutTheArenaSuperSlabsAreMappedOnTheirOwn) {
+  EXPECT_EXIT(
+      {
+        // Room for some more mappings, not for the arena's reservation.
+        long pages = 0;
+        FILE* statm = std::fopen("/proc/self/statm", "r");
+        CHECK_OR_EXIT(statm != nullptr && std::fscanf(statm, "%ld", &pages) == 1);
+        std::fclose(statm);
+        rlim_t limit = rlim_t(pages) * rlim_t(sysconf(_SC_PAGESIZE)) + (rlim_t{1} << 30);
+        rlimit rl;
+        rl.rlim_cur = rl.rlim_max = limit;
+        CHECK_OR_EXIT(setrlimit(RLIMIT_AS, &rl) == 0);
+        std::vector<void*> blocks;
+        for (int i = 0; i < 8192; ++i) {
+          void* p = hak_malloc(static_cast<size_t>(i % 1024));
+          CHECK_OR_EXIT(p != nullptr && !hak::tiny::in_arena(p));
+          fill(p, i % 1024, i);
+          blocks.push_back(p);
+        }
+        CHECK_OR_EXIT(stats().superslabs_live >= 2);
+        std::thread([&] {
+          for (size_t i = 0; i < blocks.size(); ++i) {
+            CHECK_OR_EXIT(intact(blocks[i], i % 1024, i));
+            hak_free(blocks[i]);
+          }
+        }).join();
+        expect_clean_after_collect();
+        CHECK_OR_EXIT(stats().superslabs_live == 0);
         _exit(0);
       },
       ::testing::ExitedWithCode(0), "");
