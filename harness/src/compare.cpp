@@ -24,12 +24,19 @@ const char* const kRequired[] = {"workload",    "threads",      "allocator",    
 // Optional: files from before they were added lack them, and only footprint reports them.
 const char* const kResidentColumns[] = {"live_bytes", "final_rss_kb"};
 
-using Key = std::pair<std::string, int>;                                   // workload, threads
+// A case (workload, params) at a thread count.
+struct Key {
+  std::string workload, params;
+  int threads = 0;
+  auto operator<=>(const Key&) const = default;
+};
 using Values = std::map<Key, std::map<std::string, std::vector<double>>>;  // -> alloc -> values
+using ParamsOf = std::map<std::string, std::set<std::string>>;  // workload -> its params values
 
 struct Extracted {
   Values tput, cpu_tput, rss, futex, ipo, rss_per_live;
   std::set<std::string> allocators;
+  ParamsOf params_of;
   std::string missing_resident;  // the resident columns the file lacks, comma-separated
 };
 
@@ -45,6 +52,8 @@ Extracted extract(const Table& t, const std::string& name) {
   }
   if (!missing.empty()) throw UnusableInput(name + ": missing column(s): " + missing);
   Extracted e;
+  // Optional: a file without it (written by hand or by other tools) has one case per workload.
+  const std::optional<std::size_t> params_col = t.index_of("params");
   for (const char* c : kResidentColumns) {
     if (auto i = t.index_of(c))
       col[c] = *i;
@@ -55,7 +64,9 @@ Extracted extract(const Table& t, const std::string& name) {
     if (r[col["status"]] != "ok") continue;
     const std::string& alloc = r[col["allocator"]];
     e.allocators.insert(alloc);
-    Key k{r[col["workload"]], std::atoi(r[col["threads"]].c_str())};
+    Key k{r[col["workload"]], params_col ? r[*params_col] : "",
+          std::atoi(r[col["threads"]].c_str())};
+    e.params_of[k.workload].insert(k.params);
     auto ops = cell_number(r[col["ops"]]);
     if (r[col["link"]] == kCallgrindLink) {
       auto ins = cell_number(r[col["instructions"]]);
@@ -98,6 +109,12 @@ std::map<Key, double> metric(const Values& v, const CompareOptions& o, bool rati
     if (ref && *ref > 0) out[k] = *mine / *ref;
   }
   return out;
+}
+
+// The case of `k` as the table and notes name it (see compare.h).
+std::string case_name(const Key& k, const ParamsOf& params_of) {
+  if (k.params.empty() || params_of.at(k.workload).size() < 2) return k.workload;
+  return k.workload + " [" + k.params + "]";
 }
 
 std::string fmt(double v) {
@@ -150,6 +167,13 @@ CompareResult compare_tables(const Table& base, const std::string& base_name, co
   auto tol = default_tolerances();
   for (auto& [k, v] : options.tolerance) tol[k] = v;
 
+  ParamsOf params_of = b.params_of;
+  for (const auto& [w, ps] : n.params_of) params_of[w].insert(ps.begin(), ps.end());
+  auto only_in = [&](const char* metric, const Key& k, const std::string& file) {
+    return std::string(metric) + " " + case_name(k, params_of) +
+           " threads=" + std::to_string(k.threads) + ": only in " + file;
+  };
+
   CompareResult result;
   struct Spec {
     const char* name;
@@ -180,11 +204,18 @@ CompareResult compare_tables(const Table& base, const std::string& base_name, co
     for (auto& [k, bv] : bm) {
       auto it = nm.find(k);
       if (it == nm.end()) {
-        result.notes.push_back(std::string(s.name) + " " + k.first +
-                               " threads=" + std::to_string(k.second) + ": only in " + base_name);
+        result.notes.push_back(only_in(s.name, k, base_name));
         continue;
       }
-      CompareLine line{s.name, k.first, k.second, bv, it->second, 0, t, "ok"};
+      CompareLine line{.metric = s.name,
+                       .workload = k.workload,
+                       .params = k.params,
+                       .case_name = case_name(k, params_of),
+                       .threads = k.threads,
+                       .base = bv,
+                       .now = it->second,
+                       .tolerance = t,
+                       .verdict = "ok"};
       line.change = bv != 0 ? (it->second - bv) / bv : (it->second == 0 ? 0 : INFINITY);
       double slack = std::string(s.name) == "futex_per_mops" ? kFutexSlackPerMops : 0;
       bool worse = higher_better ? it->second < bv * (1 - t) : it->second > bv * (1 + t) + slack;
@@ -198,9 +229,7 @@ CompareResult compare_tables(const Table& base, const std::string& base_name, co
       result.lines.push_back(line);
     }
     for (auto& [k, nv] : nm)
-      if (!bm.count(k))
-        result.notes.push_back(std::string(s.name) + " " + k.first +
-                               " threads=" + std::to_string(k.second) + ": only in " + now_name);
+      if (!bm.count(k)) result.notes.push_back(only_in(s.name, k, now_name));
   }
   if (result.lines.empty())
     throw UnusableInput("no overlap: no workload × threads has a metric of '" + options.alloc +
@@ -221,7 +250,7 @@ std::string CompareResult::table() const {
     std::snprintf(tol, sizeof tol, "%.0f%%", l.tolerance * 100);
     if (l.tolerance * 100 != std::floor(l.tolerance * 100))
       std::snprintf(tol, sizeof tol, "%.1f%%", l.tolerance * 100);
-    cells.push_back({l.metric, l.workload, std::to_string(l.threads), fmt(l.base), fmt(l.now),
+    cells.push_back({l.metric, l.case_name, std::to_string(l.threads), fmt(l.base), fmt(l.now),
                      change, tol, l.verdict});
   }
   std::string out = render_table(cells);

@@ -1,6 +1,13 @@
-// The regression check: BASE.csv against NEW.csv, per workload and thread count, on metrics that
+// The regression check: BASE.csv against NEW.csv, per case and thread count, on metrics that
 // survive a noisy machine because each is relative to glibc measured in the same file, or is
 // deterministic (callgrind instruction counts).
+//
+// A case is a workload with its params (the `params` cell as written; empty for a file without
+// that column): a config may list one workload twice with different params, and those are two
+// cases, never merged into one median. A case whose params differ between the files is in only
+// one of them (a note, not a comparison). The table and notes name a case by its workload alone
+// when the workload has one params value across both files, else "workload [params]", as the
+// plots do.
 //
 // Metrics (each for the allocator under test, default hakmem; medians over ok repetitions):
 //   throughput_ratio     median ops/s ÷ system's median ops/s (non-callgrind rows)
@@ -48,7 +55,8 @@ const std::map<std::string, double>& default_tolerances();
 std::pair<std::string, double> parse_tolerance(const std::string& text);
 
 struct CompareLine {
-  std::string metric, workload;
+  std::string metric, workload, params;
+  std::string case_name;  // workload, or "workload [params]" (see the top of this file)
   int threads = 0;
   double base = 0, now = 0, change = 0, tolerance = 0;
   std::string verdict;  // ok, better, REGRESSED

@@ -1,8 +1,9 @@
 // The regression check on synthetic CSVs: an unchanged pair passes, a 20% drop of hakmem's
 // throughput ratio to system fails, a 3% rise in callgrind instructions per op fails, a 15% rise
 // of footprint's resident memory per live byte fails, a baseline of the previous schema skips
-// that check with a note, unusable input is refused with its reason (and exit codes 0/1/2 from
-// the CLI).
+// that check with a note, one workload under two params is two cases (a regression in one is
+// that case's alone, named with its params), a file without a params column still compares,
+// unusable input is refused with its reason (and exit codes 0/1/2 from the CLI).
 #include "compare.h"
 
 #include <gtest/gtest.h>
@@ -229,6 +230,128 @@ TEST(Compare, PreviousSchemaBaselineSkipsResidentCheckWithANote) {
       compare_tables(table_of(now), "base.csv", previous_schema(table_of(fat)), "old.csv", {});
   EXPECT_FALSE(back.regressed);
   EXPECT_TRUE(has_note(back, "rss_per_live_byte: skipped: old.csv has no")) << back.table();
+}
+
+constexpr const char* kSmall = "iterations=2000000";
+constexpr const char* kLarge = "iterations=2000000;max=32768";
+
+// larson, and random-mixed under the params kSmall and (when `large`) kLarge, as a config that
+// lists it twice; 3 reps at 1 thread, hakmem's throughput in the kLarge case scaled by
+// `large_scale`.
+Table two_params_table(double large_scale, bool large = true) {
+  std::string text = header_line();
+  auto add = [&](const std::string& workload, const std::string& params, double scale) {
+    for (int rep = 1; rep <= 3; ++rep) {
+      double wobble = 1 + 0.01 * (rep - 2);
+      Row sys = row("system", "libc", workload, 1, rep, 1e6 * wobble, 3000, 10, 0);
+      Row hak = row("hakmem", "preload", workload, 1, rep, 2e6 * scale * wobble, 4000, 50, 0);
+      sys[Col::params] = hak[Col::params] = params;
+      text += row_line(sys) + row_line(hak);
+    }
+  };
+  add("larson", "seconds=1", 1);
+  add("random-mixed", kSmall, 1);
+  if (large) add("random-mixed", kLarge, large_scale);
+  return parse_csv(text, "synthetic");
+}
+
+const CompareLine* find_case(const CompareResult& r, const std::string& metric,
+                             const std::string& workload, const std::string& params) {
+  for (const auto& l : r.lines)
+    if (l.metric == metric && l.workload == workload && l.params == params) return &l;
+  return nullptr;
+}
+
+// The line of the table that names `case_name` in its workload column, or "".
+std::string table_row(const std::string& table, const std::string& metric,
+                      const std::string& case_name) {
+  std::size_t at = table.find("\n" + metric + " ");
+  for (; at != std::string::npos; at = table.find("\n" + metric + " ", at + 1)) {
+    std::string line = table.substr(at + 1, table.find('\n', at + 1) - at - 1);
+    std::size_t name = line.find_first_not_of(' ', metric.size());
+    if (line.compare(name, case_name.size() + 2, case_name + "  ") == 0) return line;
+  }
+  return "";
+}
+
+TEST(Compare, TwoParamsOfOneWorkloadAreComparedSeparately) {
+  // Merged into one median, a 20% drop in one of the two cases would read as about 10%: within
+  // the tolerance.
+  CompareResult r =
+      compare_tables(two_params_table(1), "base.csv", two_params_table(0.8), "new.csv", {});
+  EXPECT_TRUE(r.regressed) << r.table();
+  // 3 cases × 4 metrics (no callgrind rows).
+  EXPECT_EQ(r.lines.size(), 12u) << r.table();
+  const CompareLine* large = find_case(r, "throughput_ratio", "random-mixed", kLarge);
+  ASSERT_NE(large, nullptr) << r.table();
+  EXPECT_EQ(large->verdict, "REGRESSED");
+  EXPECT_NEAR(large->change, -0.20, 1e-9);
+  EXPECT_EQ(large->case_name, "random-mixed [iterations=2000000;max=32768]");
+  const CompareLine* small = find_case(r, "throughput_ratio", "random-mixed", kSmall);
+  ASSERT_NE(small, nullptr) << r.table();
+  EXPECT_EQ(small->verdict, "ok");
+  EXPECT_DOUBLE_EQ(small->base, 2.0);
+  EXPECT_DOUBLE_EQ(small->change, 0);
+  EXPECT_EQ(small->case_name, "random-mixed [iterations=2000000]");
+  for (const auto& l : r.lines) {
+    if (l.verdict == "REGRESSED") {
+      EXPECT_EQ(l.params, kLarge) << r.table();
+    }
+  }
+  // A workload with one params value keeps its bare name.
+  EXPECT_EQ(find_case(r, "throughput_ratio", "larson", "seconds=1")->case_name, "larson");
+  const std::string table = r.table();
+  std::string line = table_row(table, "throughput_ratio", large->case_name);
+  EXPECT_NE(line.find("REGRESSED"), std::string::npos) << table;
+  line = table_row(table, "throughput_ratio", small->case_name);
+  EXPECT_NE(line.find(" ok"), std::string::npos) << table;
+  EXPECT_NE(table_row(table, "throughput_ratio", "larson"), "") << table;
+}
+
+TEST(Compare, ParamsThatDifferBetweenFilesAreDifferentCases) {
+  CompareResult r =
+      compare_tables(two_params_table(1, false), "base.csv", two_params_table(1), "new.csv", {});
+  EXPECT_FALSE(r.regressed) << r.table();
+  EXPECT_EQ(find_case(r, "throughput_ratio", "random-mixed", kLarge), nullptr);
+  EXPECT_TRUE(has_note(r,
+                       "throughput_ratio random-mixed [iterations=2000000;max=32768] "
+                       "threads=1: only in new.csv"))
+      << r.table();
+  // The workload has two params values across the files, so its common case is named too.
+  const CompareLine* small = find_case(r, "throughput_ratio", "random-mixed", kSmall);
+  ASSERT_NE(small, nullptr) << r.table();
+  EXPECT_EQ(small->case_name, "random-mixed [iterations=2000000]");
+  CompareResult back =
+      compare_tables(two_params_table(1), "base.csv", two_params_table(1, false), "new.csv", {});
+  EXPECT_TRUE(has_note(back,
+                       "rss_ratio random-mixed [iterations=2000000;max=32768] "
+                       "threads=1: only in base.csv"))
+      << back.table();
+}
+
+Table without_column(Table t, const std::string& name) {
+  const std::size_t i = *t.index_of(name);
+  t.header.erase(t.header.begin() + i);
+  for (auto& r : t.rows) r.erase(r.begin() + i);
+  return t;
+}
+
+TEST(Compare, FileWithoutParamsColumnStillCompares) {
+  Spec drop;
+  drop.hak_tput = 1.6e6;
+  Table base = without_column(table_of({}), "params");
+  ASSERT_FALSE(base.index_of("params"));
+  CompareResult same = compare_tables(base, "base.csv", base, "new.csv", {});
+  EXPECT_FALSE(same.regressed) << same.table();
+  EXPECT_EQ(same.lines.size(), 18u) << same.table();
+  const CompareLine* t = find(same, "throughput_ratio", "larson", 1);
+  ASSERT_NE(t, nullptr) << same.table();
+  EXPECT_EQ(t->params, "");
+  EXPECT_EQ(t->case_name, "larson");
+  CompareResult r =
+      compare_tables(base, "base.csv", without_column(table_of(drop), "params"), "new.csv", {});
+  EXPECT_TRUE(r.regressed) << r.table();
+  EXPECT_EQ(find(r, "throughput_ratio", "random-mixed", 2)->verdict, "REGRESSED");
 }
 
 TEST(Compare, MissingColumnIsUnusableWithTheReason) {
