@@ -289,6 +289,7 @@ void decommit_free_blocks(Heap* heap) {
 // Debug builds, after a sweep: the free-page counts agree with the bitmaps, resident pages are
 // free, and free pages are in no run and below the bump area.
 void check_free_pages(const Heap* heap) {
+  if constexpr (!kDebugChecks) return;
   size_t total = 0;
   for (const Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) {
     size_t count = 0;
@@ -356,7 +357,7 @@ void sweep(Heap* heap, SweepKind kind) {
   }
   if (kind == SweepKind::kFinal) decommit_free_pages(heap);
   decommit_free_blocks(heap);
-  if constexpr (kDebugChecks) check_free_pages(heap);
+  check_free_pages(heap);
 }
 
 void maybe_sweep(Heap* heap) {
