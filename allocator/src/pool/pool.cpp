@@ -360,12 +360,18 @@ void sweep(Heap* heap, SweepKind kind) {
   check_free_pages(heap);
 }
 
+// The heap's free memory: blocks in its free lists and free pages of its chunks.
+size_t idle_bytes(const Heap* heap) {
+  return free_bytes(heap) + (heap->free_pages << kPageShift);
+}
+
 void maybe_sweep(Heap* heap) {
-  size_t bytes = free_bytes(heap);
-  if (bytes < heap->next_sweep_bytes || bytes < kChunkSize / 2) return;
+  if (idle_bytes(heap) < heap->next_sweep_bytes || free_bytes(heap) < kChunkSize / 2) return;
   sweep(heap, SweepKind::kPeriodic);
-  // Sweep again only once free memory has grown well past what this sweep left behind.
-  size_t left = free_bytes(heap);
+  // Sweep again only once free memory has grown well past what this sweep left behind. Free pages
+  // count: a sweep that recycles runs leaves as much free memory as before, only in pages, and
+  // sweeping again as soon as the lists refill would decommit those pages before refills use them.
+  size_t left = idle_bytes(heap);
   heap->next_sweep_bytes = left * 2 > 2 * kChunkSize ? left * 2 : 2 * kChunkSize;
 }
 
@@ -512,8 +518,11 @@ bool refill(Heap* heap, unsigned c) {
   size_t want = run_pages(c);
   size_t need = block_pages(c);
   PageSpan span = find_free_pages(heap, want, need);
-  if (span.chunk == nullptr) {
-    // Before fresh pages are touched: a sweep may recycle runs whose blocks are all free.
+  if (span.chunk == nullptr &&
+      (heap->current == nullptr || kPagesPerChunk - heap->current->next_page < need)) {
+    // Before a chunk is acquired: a sweep may return empty chunks and recycle runs whose blocks
+    // are all free. (Not at every refill: steady churn would sweep, recycle and decommit the
+    // blocks it is about to reuse.)
     maybe_sweep(heap);
     span = find_free_pages(heap, want, need);
   }
@@ -533,8 +542,9 @@ bool refill(Heap* heap, unsigned c) {
   Chunk* chunk = span.chunk;
   size_t size = class_size(c);
   std::memset(chunk->page_class + span.start, static_cast<int>(c), span.count);
-  for (size_t i = 0; i < span.count; ++i)
+  for (size_t i = 0; i < span.count; ++i) {
     chunk->run_start[span.start + i] = static_cast<uint16_t>(span.start);
+  }
   size_t blocks = (size_t{span.count} << kPageShift) / size;
   BumpRun& run = heap->runs[c];
   run.cursor = chunk_base(chunk) + (size_t{span.start} << kPageShift);

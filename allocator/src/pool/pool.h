@@ -27,11 +27,12 @@
 //  - sweep: the owner counts the free blocks of each chunk and each run; a chunk whose every
 //    carved block is free is taken out of the free lists and returned (global chunk cache, then
 //    the OS); runs whose every block is free are recycled; free blocks of 16 KiB and more
-//    elsewhere get their inner pages decommitted. A periodic sweep (maybe_sweep: a refill found
-//    no free span and the heap's free-list bytes grew past a threshold) first decommits the free
-//    pages still resident from the previous sweep (no refill wanted them since) and keeps the
-//    pages it recycles resident; the final sweeps (thread exit, collect(), abandoned heaps with
-//    queued frees before a chunk is mapped from the OS) decommit every free page.
+//    elsewhere get their inner pages decommitted. A periodic sweep (maybe_sweep: a refill finds
+//    no free span and no room in the current chunk, and the heap's free memory, free-list blocks
+//    plus free pages, has doubled since the last sweep) first decommits the free pages still
+//    resident from the previous sweep (no refill wanted them since) and keeps the pages it
+//    recycles resident; the final sweeps (thread exit, collect(), abandoned heaps with queued
+//    frees before a chunk is mapped from the OS) decommit every free page.
 //  - abandoned heap: the heap of an exited thread, on a stack under the pool lock until a new
 //    thread adopts it (its free lists, runs and chunks included) or a sweep reclaims its chunks.
 //
