@@ -1,5 +1,6 @@
 // The mid pool's slow paths (see pool.h): heap attach/abandon/adopt, remote queue push and drain,
-// run carving, chunk acquisition and release, sweeping, fork handling and statistics.
+// run carving (free pages first), chunk acquisition and release, sweeping and run recycling, fork
+// handling and statistics.
 #include "pool/pool.h"
 
 #include <pthread.h>
@@ -41,6 +42,23 @@ constexpr size_t kAbandonedSweepLimit = 4;
 constexpr unsigned kDecommitMinClass = 3 * 4 + 3;
 static_assert(class_size(kDecommitMinClass) == 16 * 1024);
 
+// Chunk::run_free marks set by a sweep after counting: a run whose blocks are all free, to be
+// recycled, and a bump run still carving, left alone. Neither is a count (at most 51 blocks a run).
+constexpr uint16_t kRunRecycled = UINT16_MAX;
+constexpr uint16_t kRunCarving = UINT16_MAX - 1;
+static_assert(kRunTargetBytes / class_size(0) < kRunCarving);
+// Chunk::scratch of a chunk whose carved blocks are all free: the sweep returns it.
+constexpr uint32_t kChunkEmpty = UINT32_MAX;
+
+enum class SweepKind : uint8_t {
+  // maybe_sweep: pages of runs recycled now stay resident for the refills that follow; those a
+  // later sweep still finds free (no refill wanted them meanwhile) are decommitted then.
+  kPeriodic,
+  // Thread exit, collect, abandoned heaps: no refill is coming soon, every free page is
+  // decommitted.
+  kFinal,
+};
+
 // g_lock guards the heap registry, the abandoned stack, the chunk cache and key creation. Only
 // slow paths take it (thread start/exit, chunk acquire/release, stats, fork).
 SpinLock g_lock;
@@ -59,10 +77,31 @@ char* chunk_base(Chunk* chunk) {
   return reinterpret_cast<char*>(chunk);
 }
 
+void set_pages(uint64_t* map, size_t start, size_t count, bool value) {
+  for (size_t page = start; page < start + count; ++page) {
+    uint64_t bit = uint64_t{1} << (page % 64);
+    map[page / 64] = value ? map[page / 64] | bit : map[page / 64] & ~bit;
+  }
+}
+
+// The first page at or after `from` whose bit in map is `value`, or kPagesPerChunk.
+size_t next_page_with(const uint64_t* map, size_t from, bool value) {
+  for (size_t w = from / 64; w < kPageWords; ++w) {
+    uint64_t word = value ? map[w] : ~map[w];
+    if (w == from / 64) word &= ~uint64_t{0} << (from % 64);
+    if (word != 0) return w * 64 + static_cast<size_t>(__builtin_ctzll(word));
+  }
+  return kPagesPerChunk;
+}
+
+// Pages a run of class c wants (about kRunTargetBytes) and needs (one block).
 size_t run_pages(unsigned c) {
   size_t size = class_size(c);
   size_t blocks = size >= kRunTargetBytes ? 1 : kRunTargetBytes / size;
   return align_up(blocks * size, size_t{1} << kPageShift) >> kPageShift;
+}
+size_t block_pages(unsigned c) {
+  return align_up(class_size(c), size_t{1} << kPageShift) >> kPageShift;
 }
 
 void push_local(Heap* heap, unsigned c, Block* block) {
@@ -128,19 +167,84 @@ void release_chunk(Chunk* chunk) {
   os::unmap(chunk, kChunkSize);
 }
 
-// Unlinks the blocks of the chunks marked `empty` from the lists (keeping the others' order) and
-// returns those chunks.
-void release_empty_chunks(Heap* heap, uint32_t empty) {
+// Decommits every resident free page of the heap's chunks, one call per contiguous span.
+void decommit_free_pages(Heap* heap) {
+  if (heap->free_pages == 0) return;
+  for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) {
+    uint64_t* resident = chunk->resident_pages;
+    for (size_t page = next_page_with(resident, 0, true); page < kPagesPerChunk;) {
+      size_t end = next_page_with(resident, page, false);
+      os::decommit(chunk_base(chunk) + (page << kPageShift), (end - page) << kPageShift);
+      page = next_page_with(resident, end, true);
+    }
+    std::memset(resident, 0, sizeof chunk->resident_pages);
+  }
+}
+
+// Turns every run of the chunk that the sweep found with all its blocks free (run_free[first
+// page] == its blocks) into free resident pages, and marks it kRunRecycled so that its blocks
+// leave the free lists next. True if it recycled any.
+bool recycle_free_runs(Heap* heap, Chunk* chunk) {
+  bool any = false;
+  for (uint32_t page = 1; page < chunk->next_page;) {
+    uint8_t c = chunk->page_class[page];
+    if (c == kNoClass) {
+      ++page;
+      continue;
+    }
+    // A free page may keep a stale run_start: its page_class tells it apart.
+    uint32_t end = page + 1;
+    while (end < chunk->next_page && chunk->run_start[end] == page && chunk->page_class[end] == c) {
+      ++end;
+    }
+    size_t pages = end - page;
+    auto blocks = static_cast<uint32_t>((pages << kPageShift) / class_size(c));
+    if (chunk->run_free[page] == blocks) {
+      std::memset(chunk->page_class + page, kNoClass, pages);
+      set_pages(chunk->free_pages, page, pages, true);
+      set_pages(chunk->resident_pages, page, pages, true);
+      chunk->free_page_count += static_cast<uint32_t>(pages);
+      heap->free_pages += pages;
+      chunk->carved -= blocks;
+      chunk->run_free[page] = kRunRecycled;
+      any = true;
+    }
+    page = end;
+  }
+  return any;
+}
+
+// The pages of a block the sweep decommitted (all but the one holding its links) are not
+// resident: its run was recycled, so they are free pages now.
+void note_decommitted_block(Chunk* chunk, const Block* b, size_t size) {
+  uintptr_t start = align_up(reinterpret_cast<uintptr_t>(b) + sizeof(Block), kPageSize);
+  uintptr_t end = align_down(reinterpret_cast<uintptr_t>(b) + size, kPageSize);
+  if (end > start) {
+    set_pages(chunk->resident_pages, page_of(reinterpret_cast<void*>(start)),
+              (end - start) >> kPageShift, false);
+  }
+}
+
+// Unlinks from the free lists (keeping the others' order) the blocks of the chunks marked
+// kChunkEmpty and of the runs marked kRunRecycled, then returns the empty chunks.
+void unlink_swept_blocks(Heap* heap) {
   for (unsigned c = 0; c < kClassCount; ++c) {
     FreeList& list = heap->lists[c];
     Block** link = &list.head;
     uint32_t removed = 0;
     while (*link != nullptr) {
-      if (chunk_of(*link)->scratch == empty) {
-        *link = (*link)->next;
+      Block* b = *link;
+      Chunk* chunk = chunk_of(b);
+      bool recycled = chunk->scratch != kChunkEmpty &&
+                      chunk->run_free[chunk->run_start[page_of(b)]] == kRunRecycled;
+      if (chunk->scratch == kChunkEmpty || recycled) {
+        if (recycled && b->freed == (kFreedCookie | kDecommittedBit)) {
+          note_decommitted_block(chunk, b, class_size(c));
+        }
+        *link = b->next;
         ++removed;
       } else {
-        link = &(*link)->next;
+        link = &b->next;
       }
     }
     if (removed != 0) {
@@ -150,15 +254,16 @@ void release_empty_chunks(Heap* heap, uint32_t empty) {
     }
     // An exhausted run's cursor may point one past its chunk: test it before chunk_of.
     BumpRun& run = heap->runs[c];
-    if (run.cursor == run.end || chunk_of(run.cursor)->scratch == empty) run = BumpRun{};
+    if (run.cursor == run.end || chunk_of(run.cursor)->scratch == kChunkEmpty) run = BumpRun{};
   }
-  if (heap->current != nullptr && heap->current->scratch == empty) heap->current = nullptr;
+  if (heap->current != nullptr && heap->current->scratch == kChunkEmpty) heap->current = nullptr;
   for (Chunk* chunk = heap->chunks; chunk != nullptr;) {
     Chunk* next = chunk->next;
-    if (chunk->scratch == empty) {
+    if (chunk->scratch == kChunkEmpty) {
       if (chunk->prev != nullptr) chunk->prev->next = chunk->next;
       if (chunk->next != nullptr) chunk->next->prev = chunk->prev;
       if (heap->chunks == chunk) heap->chunks = chunk->next;
+      heap->free_pages -= chunk->free_page_count;
       release_chunk(chunk);
     }
     chunk = next;
@@ -181,35 +286,92 @@ void decommit_free_blocks(Heap* heap) {
   }
 }
 
-// Returns every chunk of the heap whose carved blocks are all in its free lists, and decommits
-// the inner pages of the big free blocks left. Owner only.
-void sweep(Heap* heap) {
-  drain_remote(heap);
-  for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) chunk->scratch = 0;
-  for (unsigned c = 0; c < kClassCount; ++c) {
-    for (Block* b = heap->lists[c].head; b != nullptr; b = b->next) ++chunk_of(b)->scratch;
+// Debug builds, after a sweep: the free-page counts agree with the bitmaps, resident pages are
+// free, and free pages are in no run and below the bump area.
+void check_free_pages(const Heap* heap) {
+  if constexpr (!kDebugChecks) return;
+  size_t total = 0;
+  for (const Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) {
+    size_t count = 0;
+    for (size_t w = 0; w < kPageWords; ++w) {
+      count += static_cast<size_t>(__builtin_popcountll(chunk->free_pages[w]));
+      HAK_DEBUG_CHECK((chunk->resident_pages[w] & ~chunk->free_pages[w]) == 0,
+                      "pool: chunk %p has resident pages that are not free",
+                      static_cast<const void*>(chunk));
+    }
+    HAK_DEBUG_CHECK(count == chunk->free_page_count, "pool: chunk %p counts %u free pages, has %zu",
+                    static_cast<const void*>(chunk), chunk->free_page_count, count);
+    for (size_t page = next_page_with(chunk->free_pages, 0, true); page < kPagesPerChunk;
+         page = next_page_with(chunk->free_pages, page + 1, true)) {
+      HAK_DEBUG_CHECK(page > 0 && page < chunk->next_page && chunk->page_class[page] == kNoClass,
+                      "pool: free page %zu of chunk %p is in a run", page,
+                      static_cast<const void*>(chunk));
+    }
+    total += count;
   }
-  constexpr uint32_t kEmpty = UINT32_MAX;
-  bool any_empty = false;
+  HAK_DEBUG_CHECK(total == heap->free_pages, "pool: heap %p counts %zu free pages, has %zu",
+                  static_cast<const void*>(heap), heap->free_pages, total);
+}
+
+// Counts the free blocks of every chunk and run; returns the chunks whose carved blocks are all
+// free, recycles the runs (but bump runs still carving) whose blocks are all free, and decommits
+// free pages (see SweepKind) and the inner pages of the big free blocks left. Owner only.
+void sweep(Heap* heap, SweepKind kind) {
+  drain_remote(heap);
+  // Resident free pages are left from the previous sweep: no refill has wanted them since.
+  if (kind == SweepKind::kPeriodic) decommit_free_pages(heap);
+  for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) {
+    chunk->scratch = 0;
+    std::memset(chunk->run_free, 0, sizeof chunk->run_free);
+  }
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    for (Block* b = heap->lists[c].head; b != nullptr; b = b->next) {
+      Chunk* chunk = chunk_of(b);
+      ++chunk->scratch;
+      ++chunk->run_free[chunk->run_start[page_of(b)]];
+    }
+  }
+  // The run a class is carving stays: that class is using it, and its uncarved tail was never
+  // touched (costs no memory).
+  for (const BumpRun& run : heap->runs) {
+    if (run.cursor == run.end) continue;
+    Chunk* chunk = chunk_of(run.cursor);
+    chunk->run_free[chunk->run_start[page_of(run.cursor)]] = kRunCarving;
+  }
+  bool any = false;
   for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) {
     HAK_DEBUG_CHECK(chunk->scratch <= chunk->carved,
                     "pool: chunk %p has %u free blocks but carved only %u (corrupt free list)",
                     static_cast<void*>(chunk), chunk->scratch, chunk->carved);
     if (chunk->scratch == chunk->carved) {
-      chunk->scratch = kEmpty;
-      any_empty = true;
+      chunk->scratch = kChunkEmpty;
+      any = true;
+    } else if (chunk->scratch != 0 && recycle_free_runs(heap, chunk)) {
+      any = true;
     }
   }
-  if (any_empty) release_empty_chunks(heap, kEmpty);
+  if (any) unlink_swept_blocks(heap);
+  if (options().verbose) {
+    log_message("pool: swept heap %p: %zu free pages, %zu bytes in free lists", heap,
+                heap->free_pages, free_bytes(heap));
+  }
+  if (kind == SweepKind::kFinal) decommit_free_pages(heap);
   decommit_free_blocks(heap);
+  check_free_pages(heap);
+}
+
+// The heap's free memory: blocks in its free lists and free pages of its chunks.
+size_t idle_bytes(const Heap* heap) {
+  return free_bytes(heap) + (heap->free_pages << kPageShift);
 }
 
 void maybe_sweep(Heap* heap) {
-  size_t bytes = free_bytes(heap);
-  if (bytes < heap->next_sweep_bytes || bytes < kChunkSize / 2) return;
-  sweep(heap);
-  // Sweep again only once free memory has grown well past what this sweep left behind.
-  size_t left = free_bytes(heap);
+  if (idle_bytes(heap) < heap->next_sweep_bytes || free_bytes(heap) < kChunkSize / 2) return;
+  sweep(heap, SweepKind::kPeriodic);
+  // Sweep again only once free memory has grown well past what this sweep left behind. Free pages
+  // count: a sweep that recycles runs leaves as much free memory as before, only in pages, and
+  // sweeping again as soon as the lists refill would decommit those pages before refills use them.
+  size_t left = idle_bytes(heap);
   heap->next_sweep_bytes = left * 2 > 2 * kChunkSize ? left * 2 : 2 * kChunkSize;
 }
 
@@ -235,7 +397,7 @@ void sweep_abandoned(size_t limit) {
     // Relaxed peek: sweep's exchange acquires what it takes.
     bool due = limit == SIZE_MAX || h->remote.load(std::memory_order_relaxed) != nullptr;
     if (due && count < limit) {
-      sweep(h);
+      sweep(h, SweepKind::kFinal);
       h->next_sweep_bytes = 0;
       ++count;
       *swept_tail = h;
@@ -265,7 +427,6 @@ Chunk* take_cached_chunk() {
 }
 
 Chunk* acquire_chunk(Heap* heap) {
-  maybe_sweep(heap);
   Chunk* chunk = take_cached_chunk();
   if (chunk == nullptr) {
     // Before asking the OS: chunks that exited threads' heaps no longer use.
@@ -284,6 +445,9 @@ Chunk* acquire_chunk(Heap* heap) {
   chunk->next_page = 1;  // page 0 is the header
   chunk->carved = 0;
   chunk->scratch = 0;
+  chunk->free_page_count = 0;
+  std::memset(chunk->free_pages, 0, sizeof chunk->free_pages);
+  std::memset(chunk->resident_pages, 0, sizeof chunk->resident_pages);
   // Publishes the header (release inside register_range) before any block can be freed.
   if (!chunk_map::register_range(chunk, kChunkSize, chunk_map::Kind::kPool, chunk)) {
     os::unmap(chunk, kChunkSize);
@@ -298,26 +462,92 @@ Chunk* acquire_chunk(Heap* heap) {
   return chunk;
 }
 
-// Gives class c a fresh bump run carved from the heap's current chunk. False: out of memory.
-bool refill(Heap* heap, unsigned c) {
-  size_t size = class_size(c);
-  size_t min_pages = align_up(size, size_t{1} << kPageShift) >> kPageShift;
-  Chunk* chunk = heap->current;
-  if (chunk == nullptr || kPagesPerChunk - chunk->next_page < min_pages) {
-    chunk = acquire_chunk(heap);
-    if (chunk == nullptr) return false;
-    heap->current = chunk;
+struct PageSpan {
+  Chunk* chunk = nullptr;
+  uint32_t start = 0;
+  uint32_t count = 0;
+};
+
+// In one chunk: the first free span of at least `want` pages (its first `want` pages), else the
+// longest one of at least `need` pages, else none.
+PageSpan find_free_span(Chunk* chunk, size_t want, size_t need) {
+  PageSpan best;
+  if (chunk->free_page_count < need) return best;
+  const uint64_t* map = chunk->free_pages;
+  for (size_t page = next_page_with(map, 0, true); page < kPagesPerChunk;) {
+    size_t end = next_page_with(map, page, false);
+    size_t length = end - page;
+    if (length >= want) return {chunk, static_cast<uint32_t>(page), static_cast<uint32_t>(want)};
+    if (length >= need && length > best.count) {
+      best = {chunk, static_cast<uint32_t>(page), static_cast<uint32_t>(length)};
+    }
+    page = next_page_with(map, end, true);
   }
-  size_t pages = run_pages(c);
-  size_t room = kPagesPerChunk - chunk->next_page;
-  if (pages > room) pages = room;
-  uint32_t start = chunk->next_page;
-  std::memset(chunk->page_class + start, static_cast<int>(c), pages);
-  for (size_t i = 0; i < pages; ++i) chunk->run_start[start + i] = static_cast<uint16_t>(start);
-  chunk->next_page = start + static_cast<uint32_t>(pages);
-  size_t blocks = (pages << kPageShift) / size;
+  return best;
+}
+
+// Free pages of the heap's chunks for a run: the current chunk first, then the others in list
+// order; the first span that holds a whole run, else the longest that holds a block.
+PageSpan find_free_pages(Heap* heap, size_t want, size_t need) {
+  PageSpan best;
+  if (heap->free_pages < need) return best;
+  if (heap->current != nullptr) {
+    best = find_free_span(heap->current, want, need);
+    if (best.count == want) return best;
+  }
+  for (Chunk* chunk = heap->chunks; chunk != nullptr; chunk = chunk->next) {
+    if (chunk == heap->current) continue;
+    PageSpan span = find_free_span(chunk, want, need);
+    if (span.count == want) return span;
+    if (span.count > best.count) best = span;
+  }
+  return best;
+}
+
+void take_free_pages(Heap* heap, const PageSpan& span) {
+  set_pages(span.chunk->free_pages, span.start, span.count, false);
+  set_pages(span.chunk->resident_pages, span.start, span.count, false);
+  span.chunk->free_page_count -= span.count;
+  heap->free_pages -= span.count;
+}
+
+// Gives class c a fresh bump run: free pages of the heap's chunks if some span holds a block
+// (after a sweep, if one is due), else the bump area of the current chunk or a new chunk. False:
+// out of memory.
+bool refill(Heap* heap, unsigned c) {
+  size_t want = run_pages(c);
+  size_t need = block_pages(c);
+  PageSpan span = find_free_pages(heap, want, need);
+  if (span.chunk == nullptr &&
+      (heap->current == nullptr || kPagesPerChunk - heap->current->next_page < need)) {
+    // Before a chunk is acquired: a sweep may return empty chunks and recycle runs whose blocks
+    // are all free. (Not at every refill: steady churn would sweep, recycle and decommit the
+    // blocks it is about to reuse.)
+    maybe_sweep(heap);
+    span = find_free_pages(heap, want, need);
+  }
+  if (span.chunk != nullptr) {
+    take_free_pages(heap, span);
+  } else {
+    Chunk* chunk = heap->current;
+    if (chunk == nullptr || kPagesPerChunk - chunk->next_page < need) {
+      chunk = acquire_chunk(heap);
+      if (chunk == nullptr) return false;
+      heap->current = chunk;
+    }
+    size_t room = kPagesPerChunk - chunk->next_page;
+    span = {chunk, chunk->next_page, static_cast<uint32_t>(want < room ? want : room)};
+    chunk->next_page += span.count;
+  }
+  Chunk* chunk = span.chunk;
+  size_t size = class_size(c);
+  std::memset(chunk->page_class + span.start, static_cast<int>(c), span.count);
+  for (size_t i = 0; i < span.count; ++i) {
+    chunk->run_start[span.start + i] = static_cast<uint16_t>(span.start);
+  }
+  size_t blocks = (size_t{span.count} << kPageShift) / size;
   BumpRun& run = heap->runs[c];
-  run.cursor = chunk_base(chunk) + (size_t{start} << kPageShift);
+  run.cursor = chunk_base(chunk) + (size_t{span.start} << kPageShift);
   run.end = run.cursor + blocks * size;
   add_relaxed(heap->refills, 1);
   return true;
@@ -371,7 +601,7 @@ Heap* attach_heap() {
 void on_thread_exit(void* arg) {
   auto* heap = static_cast<Heap*>(arg);
   if (heap == nullptr || heap->state != HeapState::kActive) return;
-  sweep(heap);
+  sweep(heap, SweepKind::kFinal);
   heap->next_sweep_bytes = 0;
   if (t_heap == heap) t_heap = &g_dead_heap;
   if (options().verbose) log_message("pool: thread exit abandons heap %p", heap);
@@ -475,7 +705,7 @@ void* alloc_aligned(size_t alignment, size_t size) {
 void collect() {
   Heap* heap = t_heap;
   if (heap->state == HeapState::kActive) {
-    sweep(heap);
+    sweep(heap, SweepKind::kFinal);
     heap->next_sweep_bytes = 0;
   }
   sweep_abandoned(SIZE_MAX);

@@ -5,9 +5,18 @@
 //  - class: one of kClassCount block sizes, four per doubling from 1280 B to 256 KiB (all
 //    multiples of 256), so a request never wastes 25% or more of its block.
 //  - chunk: a 2 MiB, 2 MiB-aligned arena registered in the chunk map as (kPool, Chunk*). Its
-//    first page is the Chunk header; the other pages are handed out in runs.
-//  - run: consecutive pages of one chunk given to one class at once (a refill). page_class[]
-//    names the class of every page of a run, so free finds a block's class by arithmetic.
+//    first page is the Chunk header; the other pages are handed out in runs. Pages below
+//    next_page have been carved at least once; the rest is the bump area, never touched.
+//  - run: consecutive pages of one chunk given to one class at once (a refill): about 64 KiB, at
+//    least one block. page_class[] names the class of every page of a run, so free finds a
+//    block's class by arithmetic. The bump run of a class is the run it is carving blocks from.
+//  - free pages: pages of recycled runs, in Chunk::free_pages (a bitmap) with kNoClass as
+//    page_class. A refill of any class takes a span of them (the current chunk first, then the
+//    others; the first span holding a whole run, else the longest holding a block) before it
+//    touches a bump area or maps a chunk. Resident free pages (Chunk::resident_pages) are those
+//    not decommitted since their run was recycled.
+//  - recycling: a sweep that finds every block of a run in the free lists (and the run is not a
+//    bump run still carving) unlinks those blocks and turns the run's pages into free pages.
 //  - heap: the per-thread pool state: one free list and one bump run per class, the list of the
 //    chunks it owns, and an MPSC remote queue. A thread owns at most one heap; a heap outlives its
 //    thread (it is abandoned at thread exit and adopted by a later thread), so Chunk::heap, the
@@ -15,24 +24,35 @@
 //  - remote free: a free by a thread that is not the owner of the block's chunk: one CAS push onto
 //    the owner heap's remote queue; the owner takes the whole queue with one exchange when a free
 //    list runs dry (no ABA: the consumer never pops single nodes).
-//  - sweep: the owner counts the free blocks of each chunk; a chunk whose every carved block is
-//    free is taken out of the free lists and returned (global chunk cache, then the OS); free
-//    blocks of 16 KiB and more elsewhere get their inner pages decommitted. Sweeps run when a
-//    heap needs a chunk and its free bytes grew past a threshold, at thread exit, on collect(),
-//    and on abandoned heaps with queued frees before a chunk is mapped from the OS.
+//  - sweep: the owner counts the free blocks of each chunk and each run; a chunk whose every
+//    carved block is free is taken out of the free lists and returned (global chunk cache, then
+//    the OS); runs whose every block is free are recycled; free blocks of 16 KiB and more
+//    elsewhere get their inner pages decommitted. A periodic sweep (maybe_sweep: a refill finds
+//    no free span and no room in the current chunk, and the heap's free memory, free-list blocks
+//    plus free pages, has doubled since the last sweep) first decommits the free pages still
+//    resident from the previous sweep (no refill wanted them since) and keeps the pages it
+//    recycles resident; the final sweeps (thread exit, collect(), abandoned heaps with queued
+//    frees before a chunk is mapped from the OS) decommit every free page.
 //  - abandoned heap: the heap of an exited thread, on a stack under the pool lock until a new
 //    thread adopts it (its free lists, runs and chunks included) or a sweep reclaims its chunks.
 //
 // Invariants
-//  - Every block of a chunk is in exactly one of: handed out, its heap's free list for its class,
-//    its heap's remote queue, or the uncarved tail of a bump run. Chunk::carved counts the blocks
-//    that ever left a bump run; a chunk is empty iff carved == its blocks in free lists.
+//  - Every page of a chunk but the header is in exactly one of: a run, the free pages, the bump
+//    area. Every block of a run is in exactly one of: handed out, its heap's free list for its
+//    class, its heap's remote queue, or the uncarved tail of a bump run. Chunk::carved counts the
+//    blocks that left a bump run, less those of recycled runs; a chunk is empty iff carved == its
+//    blocks in free lists. Chunk::free_page_count is the popcount of free_pages, Heap::free_pages
+//    the sum over its chunks, and resident_pages is a subset of free_pages.
 //  - Blocks in a run are at run_start + i * class_size, run_start page-aligned: a block is aligned
-//    to min(4096, lowest set bit of its class size) >= 256.
-//  - Only the owner thread touches a heap's free lists, runs and chunk list (for an abandoned
-//    heap: the one thread that took it off the stack); other threads touch only the remote queue
-//    (and read Chunk::heap / page_class, written before the chunk's blocks were handed out).
-//    Debug builds check in every sweep that no chunk has more free blocks than it carved.
+//    to min(4096, lowest set bit of its class size) >= 256. A free page has page_class kNoClass,
+//    so a free into it is refused in every mode (validate_block).
+//  - Only the owner thread touches a heap's free lists, runs, chunk list and free pages (for an
+//    abandoned heap: the one thread that took it off the stack); other threads touch only the
+//    remote queue (and read Chunk::heap / page_class / run_start of a block they free: written
+//    before the block was handed out, rewritten only once its run is all free, which the owner
+//    learns through the remote queue's acquire, after the freeing thread's last read).
+//    Debug builds check in every sweep that no chunk has more free blocks than it carved and that
+//    the free-page counts agree with the bitmaps.
 #pragma once
 
 #include <atomic>
@@ -77,8 +97,12 @@ inline constexpr uint64_t kDecommittedBit = 1;
 
 struct Heap;
 
+inline constexpr size_t kPageWords = kPagesPerChunk / 64;  // words of a per-chunk page bitmap
+
 struct Chunk {
-  // Read by every thread that frees into this chunk; written once before blocks are handed out.
+  // Read by every thread that frees into this chunk; written by the owner while the pages they
+  // describe hold no live block (a run is carved or recycled), so a valid free reads settled
+  // values.
   Heap* heap;
   uint64_t magic;
   uint8_t page_class[kPagesPerChunk];  // class of the run containing the page, or kNoClass
@@ -86,9 +110,13 @@ struct Chunk {
   // Owner-only bookkeeping, on its own cache line.
   alignas(kCacheLine) Chunk* prev;
   Chunk* next;
-  uint32_t next_page;  // first never-carved page
-  uint32_t carved;     // blocks that ever left a bump run of this chunk
-  uint32_t scratch;    // sweep: free blocks counted in this chunk
+  uint32_t next_page;        // first never-carved page
+  uint32_t carved;           // blocks carved from the chunk's runs that were not recycled since
+  uint32_t scratch;          // sweep: free blocks counted in this chunk
+  uint32_t free_page_count;  // bits set in free_pages
+  uint64_t free_pages[kPageWords];      // pages of recycled runs, free for a run of any class
+  uint64_t resident_pages[kPageWords];  // free pages not decommitted since their run was recycled
+  uint16_t run_free[kPagesPerChunk];    // sweep: free blocks counted per run, at its first page
 };
 inline constexpr uint64_t kChunkMagic = 0x68616b6d656d706cULL;  // "hakmempl"
 static_assert(sizeof(Chunk) <= (size_t{1} << kPageShift), "the chunk header must fit page 0");
@@ -110,7 +138,8 @@ struct alignas(kCacheLine) Heap {
   FreeList lists[kClassCount];
   BumpRun runs[kClassCount];
   Chunk* chunks = nullptr;   // every chunk this heap owns (doubly linked through the headers)
-  Chunk* current = nullptr;  // the chunk new runs are carved from
+  Chunk* current = nullptr;  // the chunk whose bump area new runs are carved from
+  size_t free_pages = 0;     // free (recycled) pages over all its chunks
   size_t next_sweep_bytes = 0;
   Heap* next_all = nullptr;        // registry of every heap ever created (never freed)
   Heap* next_abandoned = nullptr;  // abandoned-heap stack, under the pool lock
