@@ -76,12 +76,24 @@ constexpr size_t class_size(unsigned c) {
 static_assert(class_size(0) == 1280 && class_size(kClassCount - 1) == kPoolMaxSize);
 static_assert(kTinyMaxSize == 1024, "class_of assumes the pool starts above 1 KiB");
 
+// Every class size is a multiple of 256, so (size - 1) / 256 decides the class: one table load.
+struct ClassTable {
+  uint8_t by_256[kPoolMaxSize / 256];
+};
+constexpr ClassTable make_class_table() {
+  ClassTable table{};
+  unsigned c = 0;
+  for (size_t i = kMinSize / 256; i < kPoolMaxSize / 256; ++i) {
+    while (class_size(c) < (i + 1) * 256) ++c;  // the largest size of granule i
+    table.by_256[i] = static_cast<uint8_t>(c);
+  }
+  return table;
+}
+inline constexpr ClassTable kClassTable = make_class_table();
+
 // size in [kMinSize, kPoolMaxSize].
 HAK_FAST_PATH unsigned class_of(size_t size) {
-  size_t s = size - 1;
-  unsigned d = 63u - static_cast<unsigned>(__builtin_clzll(s));  // floor(log2(s)) in [10, 17]
-  unsigned step = static_cast<unsigned>((s - (size_t{1} << d)) >> (d - 2));
-  return 4 * (d - 10) + step;
+  return kClassTable.by_256[(size - 1) >> 8];
 }
 
 // A free block's first two words. `freed` is kFreedCookie while the block is free in checked mode
