@@ -13,21 +13,13 @@
 #include "common/chunk_map.h"
 #include "os/os.h"
 #include "pool/pool.h"
+#include "pool_test_util.h"
 
 namespace hak::pool {
 namespace {
 
-void pool_free(void* p) {
-  chunk_map::Entry entry = chunk_map::lookup(p);
-  ASSERT_EQ(entry.kind(), chunk_map::Kind::kPool) << p;
-  free(p, entry);
-}
-
-hak_stats_t pool_stats() {
-  hak_stats_t s{};
-  fill_stats(&s);
-  return s;
-}
+using test::pool_free;
+using test::pool_stats;
 
 // p's page is a free page of a live chunk (its run was recycled).
 bool on_free_page(const void* p) {

@@ -13,24 +13,16 @@
 
 #include "common/chunk_map.h"
 #include "os/os.h"
+#include "pool_test_util.h"
 
 namespace hak::pool {
 namespace {
 
-void pool_free(void* p) {
-  chunk_map::Entry entry = chunk_map::lookup(p);
-  ASSERT_EQ(entry.kind(), chunk_map::Kind::kPool) << p;
-  free(p, entry);
-}
+using test::pool_free;
+using test::pool_stats;
 
 size_t pool_usable(void* p) {
   return usable_size(p, chunk_map::lookup(p));
-}
-
-hak_stats_t pool_stats() {
-  hak_stats_t s{};
-  fill_stats(&s);
-  return s;
 }
 
 TEST(PoolClasses, EverySizeGetsTheSmallestClassWithLessThanAQuarterWasted) {
