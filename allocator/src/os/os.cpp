@@ -51,6 +51,20 @@ void* map_raw(size_t size, int protection = PROT_READ | PROT_WRITE, int flags = 
   return p == MAP_FAILED ? nullptr : p;
 }
 
+// Maps enough to contain an aligned range of size bytes, then trims both ends; nullptr on failure.
+void* map_aligned_raw(size_t size, size_t alignment, int protection = PROT_READ | PROT_WRITE,
+                      int flags = 0) {
+  size_t padded = size + alignment - kPageSize;
+  if (padded < size) return nullptr;
+  char* raw = static_cast<char*>(map_raw(padded, protection, flags));
+  if (raw == nullptr) return nullptr;
+  char* aligned = reinterpret_cast<char*>(align_up(reinterpret_cast<uintptr_t>(raw), alignment));
+  if (aligned > raw) ::munmap(raw, static_cast<size_t>(aligned - raw));
+  size_t tail = static_cast<size_t>(raw + padded - (aligned + size));
+  if (tail > 0) ::munmap(aligned + size, tail);
+  return aligned;
+}
+
 }  // namespace
 
 void* map(size_t size, size_t alignment) {
@@ -63,23 +77,8 @@ void* map(size_t size, size_t alignment) {
   g_map_calls.fetch_add(1, std::memory_order_relaxed);
   void* p = map_raw(size);
   if (p != nullptr && (reinterpret_cast<uintptr_t>(p) & (alignment - 1)) != 0) {
-    // Not aligned by luck: map enough to contain an aligned range, then trim both ends.
-    ::munmap(p, size);
-    size_t padded = size + alignment - kPageSize;
-    if (padded < size) {
-      errno = ENOMEM;
-      return nullptr;
-    }
-    char* raw = static_cast<char*>(map_raw(padded));
-    if (raw == nullptr) {
-      errno = ENOMEM;
-      return nullptr;
-    }
-    char* aligned = reinterpret_cast<char*>(align_up(reinterpret_cast<uintptr_t>(raw), alignment));
-    if (aligned > raw) ::munmap(raw, static_cast<size_t>(aligned - raw));
-    size_t tail = static_cast<size_t>(raw + padded - (aligned + size));
-    if (tail > 0) ::munmap(aligned + size, tail);
-    p = aligned;
+    ::munmap(p, size);  // not aligned by luck
+    p = map_aligned_raw(size, alignment);
   }
   if (p == nullptr) {
     errno = ENOMEM;
@@ -102,15 +101,7 @@ void decommit(void* p, size_t size) {
 }
 
 void* reserve(size_t size, size_t alignment) {
-  size_t padded = size + alignment;
-  if (padded < size) return nullptr;
-  char* raw = static_cast<char*>(map_raw(padded, PROT_NONE, MAP_NORESERVE));
-  if (raw == nullptr) return nullptr;
-  char* aligned = reinterpret_cast<char*>(align_up(reinterpret_cast<uintptr_t>(raw), alignment));
-  if (aligned > raw) ::munmap(raw, static_cast<size_t>(aligned - raw));
-  size_t tail = static_cast<size_t>(raw + padded - (aligned + size));
-  if (tail > 0) ::munmap(aligned + size, tail);
-  return aligned;
+  return map_aligned_raw(size, alignment, PROT_NONE, MAP_NORESERVE);
 }
 
 bool commit(void* p, size_t size) {
