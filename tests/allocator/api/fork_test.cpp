@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <iterator>
 #include <thread>
 #include <vector>
 
@@ -28,16 +29,20 @@ const size_t kSizes[] = {8, 200, 1024, 1500, 40000, 262144, 300000, 3 << 20};
 // The child's work: every range, its own blocks and ones the parent allocated before the fork.
 int child_work(const std::vector<void*>& inherited) {
   for (void* p : inherited) hak_free(p);
-  std::vector<void*> mine;
-  for (int round = 0; round < 20; ++round) {
+  // On the stack, not in a std::vector: under ASan a vector's growth takes ASan's allocator lock,
+  // which a parent thread may have held at the fork (seen: children hung in its Mutex::Lock).
+  constexpr int kRounds = 20;
+  void* mine[kRounds * std::size(kSizes)];
+  size_t count = 0;
+  for (int round = 0; round < kRounds; ++round) {
     for (size_t size : kSizes) {
       void* p = hak_malloc(size);
       if (p == nullptr) return 2;
       std::memset(p, round, size);
-      mine.push_back(p);
+      mine[count++] = p;
     }
   }
-  for (void* p : mine) hak_free(p);
+  for (size_t i = 0; i < count; ++i) hak_free(mine[i]);
   // A thread in the child works too.
   bool ok = true;
   auto work = [&] {
