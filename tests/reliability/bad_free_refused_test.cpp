@@ -96,6 +96,21 @@ TEST(ReleaseMode, ReallocOfForeignPointerIsRefusedAndKeepsIt) {
   expect_heap_healthy();
 }
 
+TEST(ReleaseMode, ReallocOfATinyInteriorPointerIsRefusedAndKeepsTheBlock) {
+  auto* p = static_cast<unsigned char*>(hak_malloc(64));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x66, 64);
+  void* result = reinterpret_cast<void*>(1);
+  errno = 0;
+  std::string out = stderr_of([&] { result = hak_realloc(p + 16, 128); });
+  EXPECT_EQ(result, nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_NE(out.find(hex(p + 16)), std::string::npos) << out;
+  for (int i = 0; i < 64; ++i) ASSERT_EQ(p[i], 0x66) << i;
+  hak_free(p);
+  expect_heap_healthy();
+}
+
 TEST(ReleaseMode, TinyInteriorPointerIsRefusedAndTheBlockStaysLive) {
 #ifndef NDEBUG
   GTEST_SKIP() << "debug builds always check: an interior pointer is fatal there";

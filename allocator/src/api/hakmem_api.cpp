@@ -39,11 +39,13 @@ void* route_aligned_alloc_slow(size_t alignment, size_t size) {
   return large::alloc(size == 0 ? 1 : size, alignment);
 }
 
-size_t route_usable_size(const void* p) {
-  chunk_map::Entry entry = chunk_map::lookup(p);
+namespace {
+
+// The usable size of p outside tiny's arena; 0 for a pointer hakmem does not know.
+size_t usable_size_of(const void* p, chunk_map::Entry entry) {
   switch (entry.kind()) {
     case chunk_map::Kind::kTiny:
-      return tiny::usable_size(p, entry);
+      return tiny::usable_size(p, entry.owner<tiny::SuperSlab>());
     case chunk_map::Kind::kPool:
       return pool::usable_size(p, entry);
     case chunk_map::Kind::kLarge:
@@ -51,6 +53,13 @@ size_t route_usable_size(const void* p) {
     default:
       return 0;
   }
+}
+
+}  // namespace
+
+size_t route_usable_size(const void* p) {
+  if (HAK_LIKELY(tiny::in_arena(p))) return tiny::usable_size(p, tiny::SuperSlab::of(p));
+  return usable_size_of(p, chunk_map::lookup(p));
 }
 
 void* route_calloc(size_t count, size_t size) {
@@ -72,27 +81,39 @@ void* route_realloc(void* p, size_t size) {
     route_free(p);
     return nullptr;
   }
-  chunk_map::Entry entry = chunk_map::lookup(p);
-  if (HAK_UNLIKELY(entry.kind() == chunk_map::Kind::kNone)) {
-    // Its size is unknown, so it cannot be copied: refuse it (the caller keeps p).
+  // Most reallocated blocks are tiny: the arena's range test finds them without the chunk map.
+  chunk_map::Entry entry;
+  size_t usable;
+  if (HAK_LIKELY(tiny::in_arena(p))) {
+    usable = tiny::usable_size(p, tiny::SuperSlab::of(p));
+  } else {
+    entry = chunk_map::lookup(p);
+    // Large blocks that stay large grow (mremap) or shrink (unmap the tail) where they are.
+    if (entry.kind() == chunk_map::Kind::kLarge && size > kPoolMaxSize &&
+        large::resize_in_place(p, entry, size)) {
+      return p;
+    }
+    usable = usable_size_of(p, entry);
+  }
+  if (HAK_UNLIKELY(usable == 0)) {
+    // Not a block hakmem handed out, so its size is unknown and it cannot be copied: refuse it
+    // (the caller keeps p).
     log_message("realloc(%p): pointer was not allocated by hakmem", p);
     if (options().check) fatal("realloc(%p): pointer was not allocated by hakmem", p);
     errno = EINVAL;
     return nullptr;
   }
-  // Large blocks that stay large grow (mremap) or shrink (unmap the tail) where they are.
-  if (entry.kind() == chunk_map::Kind::kLarge && size > kPoolMaxSize &&
-      large::resize_in_place(p, entry, size)) {
-    return p;
-  }
-  size_t usable = route_usable_size(p);
   // Keep the block when the new size fits and would not waste more than half of it.
   if (size <= usable && size >= usable / 2) return p;
   // A large block that must move moves its pages, not its bytes.
   if (entry.kind() == chunk_map::Kind::kLarge && size > usable) {
     if (void* moved = large::grow_by_moving(p, entry, size)) return moved;
   }
-  void* fresh = route_malloc(size);
+  // A block that grows gets at least a quarter more than it had: a buffer grown in small steps
+  // then moves every ~1.25x of growth instead of at every size class.
+  size_t want = size > usable && size - usable < usable / 4 ? usable + usable / 4 : size;
+  void* fresh = route_malloc(want);
+  if (HAK_UNLIKELY(fresh == nullptr) && want != size) fresh = route_malloc(size);
   if (fresh == nullptr) return nullptr;  // p stays valid, as realloc requires
   std::memcpy(fresh, p, usable < size ? usable : size);
   route_free(p);

@@ -42,6 +42,15 @@ constexpr size_t kAbandonedSweepLimit = 4;
 constexpr unsigned kDecommitMinClass = 3 * 4 + 3;
 static_assert(class_size(kDecommitMinClass) == 16 * 1024);
 
+struct ClassSizes {
+  uint32_t bytes[kClassCount];
+  constexpr ClassSizes() : bytes() {
+    for (unsigned c = 0; c < kClassCount; ++c) bytes[c] = static_cast<uint32_t>(class_size(c));
+  }
+  constexpr uint32_t operator[](unsigned c) const { return bytes[c]; }
+};
+constexpr ClassSizes kClassSizes;
+
 // Chunk::run_free marks set by a sweep after counting: a run whose blocks are all free, to be
 // recycled, and a bump run still carving, left alone. Neither is a count (at most 51 blocks a run).
 constexpr uint16_t kRunRecycled = UINT16_MAX;
@@ -632,10 +641,10 @@ void validate_block(const void* p, const Chunk* chunk, uint8_t c) {
   if (c >= kClassCount || chunk->magic != kChunkMagic || chunk->heap == nullptr) {
     invalid_free(p, chunk);
   }
-  size_t page = page_of(p);
-  uintptr_t run =
-      reinterpret_cast<uintptr_t>(chunk) + (size_t{chunk->run_start[page]} << kPageShift);
-  if ((reinterpret_cast<uintptr_t>(p) - run) % class_size(c) != 0) invalid_free(p, chunk);
+  // Offsets within a chunk fit 32 bits, and a 32-bit division is the cheaper one.
+  auto in_chunk = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kChunkSize - 1));
+  uint32_t in_run = in_chunk - (uint32_t{chunk->run_start[page_of(p)]} << kPageShift);
+  if (in_run % kClassSizes[c] != 0) invalid_free(p, chunk);
 }
 
 }  // namespace
@@ -685,7 +694,7 @@ size_t usable_size(const void* p, chunk_map::Entry entry) {
   auto* chunk = entry.owner<Chunk>();
   uint8_t c = chunk->page_class[page_of(p)];
   validate_block(p, chunk, c);
-  return class_size(c);
+  return kClassSizes[c];
 }
 
 void* alloc_aligned(size_t alignment, size_t size) {

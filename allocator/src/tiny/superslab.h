@@ -156,9 +156,12 @@ HAK_FAST_PATH bool in_arena(const void* p) {
          g_arena.span.load(std::memory_order_relaxed);
 }
 
+// The slab record of p, a pointer into ss.
+HAK_FAST_PATH Slab& slab_in(SuperSlab* ss, const void* p) {
+  return ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
+}
 HAK_FAST_PATH Slab* slab_of(const void* p) {
-  SuperSlab* ss = SuperSlab::of(p);
-  return &ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
+  return &slab_in(SuperSlab::of(p), p);
 }
 
 // Does p lie inside slab's block area? Pure address arithmetic: p may be garbage.

@@ -855,13 +855,6 @@ void debug_mark_freed(void* block, const Slab& slab) noexcept {
   }
 }
 
-size_t usable_size(const void* p, chunk_map::Entry entry) {
-  SuperSlab* ss = entry.owner<SuperSlab>();
-  const Slab& slab =
-      ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
-  return block_index(slab, p) == UINT32_MAX ? 0 : slab.block_size;
-}
-
 namespace {
 
 // Flushes heap's caches home and gives its empty slabs back to the pool.

@@ -66,8 +66,7 @@ HAK_FAST_PATH void* alloc(size_t size) noexcept {
 }
 
 HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
-  const Slab& slab =
-      ss->slabs[(reinterpret_cast<uintptr_t>(p) >> kSlabShift) & (kSlabsPerSuperSlab - 1)];
+  const Slab& slab = slab_in(ss, p);
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
   uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
   Heap* heap = t_heap;
@@ -83,7 +82,11 @@ HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
   ++list.count;
 }
 
-size_t usable_size(const void* p, chunk_map::Entry entry);
+// The block size of p, a pointer into ss (as for free); 0 when p is not the start of a block.
+HAK_FAST_PATH size_t usable_size(const void* p, SuperSlab* ss) {
+  const Slab& slab = slab_in(ss, p);
+  return block_index(slab, p) == UINT32_MAX ? 0 : slab.block_size;
+}
 void collect();
 void fill_stats(hak_stats_t* out);
 void prefork();
