@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure every Debian package the project builds, tests or benchmarks with is installed.
+# Makes sure every Debian package the project builds, tests or benchmarks with is installed, and
+# that tracefs is mounted (hakbench's system-call counts).
 # Root: installs what is missing with apt-get. Not root: prints the exact command and fails.
 # Fast (one dpkg-query) when everything is already there.
 set -euo pipefail
@@ -12,6 +13,18 @@ packages=(
   python3-matplotlib python3-numpy valgrind linux-perf
   sqlite3 perl python3
 )
+
+# hakbench counts futex and other system calls through kernel tracepoints, which need tracefs.
+# A fresh VM may boot without it mounted; then those CSV columns would be NA.
+if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ]; then
+  if [ "$(id -u)" -eq 0 ] && [ -d /sys/kernel/tracing ]; then
+    mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null ||
+      echo "setup: could not mount tracefs: futex and syscall counts will be NA" >&2
+  else
+    echo "setup: tracefs is not mounted (needs root: mount -t tracefs tracefs /sys/kernel/tracing);" \
+      "futex and syscall counts will be NA" >&2
+  fi
+fi
 
 missing=()
 while read -r name status; do
