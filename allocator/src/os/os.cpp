@@ -101,7 +101,9 @@ void decommit(void* p, size_t size) {
 }
 
 void* reserve(size_t size, size_t alignment) {
-  return map_aligned_raw(size, alignment, PROT_NONE, MAP_NORESERVE);
+  // Readable, so that lock-free readers may test any address of it (a read-only private mapping
+  // is charged no commit; its reads map the shared zero page).
+  return map_aligned_raw(size, alignment, PROT_READ, MAP_NORESERVE);
 }
 
 bool commit(void* p, size_t size) {

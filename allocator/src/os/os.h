@@ -8,8 +8,9 @@
 //  - decommit(p, size): the pages go back to the OS; the range stays mapped and reads as zero.
 //  - remap(p, old_size, new_size): grows or shrinks a mapping in place; false if it cannot.
 //  - move_pages(p, size, dst): relocates a mapping's pages over part of another mapping.
-//  - reserve(size, alignment): address space only (inaccessible, not counted as mapped), for
-//    commit() to hand out piece by piece; nullptr when the OS refuses.
+//  - reserve(size, alignment): address space only (readable zeros, not writable, no memory
+//    charged, not counted as mapped), for commit() to hand out piece by piece; nullptr when the
+//    OS refuses.
 //  - commit(p, size): a page-aligned part of a reservation becomes readable, writable and
 //    zero-filled; counted like a map() (call and bytes). False (errno = ENOMEM) on failure.
 //  - uncommit(p, size): the pages of committed memory go back to the OS; the range stays readable

@@ -91,6 +91,11 @@ struct alignas(kCacheLine) Heap {
   bool live;
 };
 
+// Does heap own slab? (See Slab::owner_cache.)
+inline bool owned_by(const Slab& slab, const Heap* heap) {
+  return slab.owner_cache.load(std::memory_order_relaxed) == &heap->cache[slab.cls];
+}
+
 // The calling thread's heap (the sentinel until its first slow path). Constant-initialised and
 // trivially destructible: no TLS wrapper call, no destructor registration.
 extern constinit thread_local Heap* t_heap [[gnu::tls_model("initial-exec")]];

@@ -73,7 +73,7 @@ void unlink_ss(SuperSlab* ss) {
 enum class ArenaState : uint8_t { kUnreserved, kReserved, kRefused };
 constexpr uint32_t kArenaSlots = kArenaBytes / kChunkSize;
 ArenaState g_arena_state = ArenaState::kUnreserved;
-uint32_t g_arena_slots_used = 0;  // slots ever handed out: [0, used) is the published span
+uint32_t g_arena_slots_used = 0;  // slots ever handed out
 uint64_t g_arena_returned[kArenaSlots / 64] = {};
 
 // The arena slot of p, or UINT32_MAX for memory outside the arena.
@@ -144,11 +144,6 @@ SuperSlab* map_superslab() {
     errno = ENOMEM;
     return nullptr;
   }
-  // Release: a reader that finds ss in the span finds its header complete.
-  uintptr_t span = size_t{g_arena_slots_used} * kChunkSize;
-  if (span > g_arena.span.load(std::memory_order_relaxed)) {
-    g_arena.span.store(span, std::memory_order_release);
-  }
   if (options().verbose) log_message("tiny: mapped SuperSlab %p", memory);
   return ss;
 }
@@ -205,8 +200,8 @@ void assign_locked(Slab* slab, Heap* heap, unsigned cls) {
   slab->used.store(0, std::memory_order_relaxed);
   slab->list = SlabList::kNone;
   slab->state = SlabState::kOwned;
-  // Relaxed: the heap that reads itself here is this thread; others only need "not me".
-  slab->owner.store(heap, std::memory_order_relaxed);
+  // Relaxed: the heap that finds itself here is this thread; others only need "not me".
+  slab->owner_cache.store(&heap->cache[cls], std::memory_order_relaxed);
   ++g_slabs_per_class[cls];
 }
 
@@ -230,7 +225,7 @@ Slab* adopt_locked(Heap* heap, unsigned cls) {
       HAK_DEBUG_CHECK(slab_counts_consistent(slab), "adopted slab %p of class %u: counts broken",
                       slab->area(), slab->cls);
       slab->state = SlabState::kOwned;
-      slab->owner.store(heap, std::memory_order_relaxed);
+      slab->owner_cache.store(&heap->cache[cls], std::memory_order_relaxed);
       bump(heap->counters.adoptions);
       return slab;
     }
@@ -292,7 +287,7 @@ void release_locked(Slab* slab) {
   slab->carved = 0;
   slab->list = SlabList::kNone;
   slab->state = SlabState::kEmpty;
-  slab->owner.store(nullptr, std::memory_order_relaxed);
+  slab->owner_cache.store(nullptr, std::memory_order_relaxed);
   SuperSlab* ss = slab->superslab();
   unlink_ss(ss);
   ss->empty_mask |= uint32_t{1} << slab->index;
@@ -305,7 +300,7 @@ void abandon_locked(Slab* slab) {
                   slab->area(), slab->cls);
   slab->list = SlabList::kNone;
   slab->state = SlabState::kAbandoned;
-  slab->owner.store(nullptr, std::memory_order_relaxed);
+  slab->owner_cache.store(nullptr, std::memory_order_relaxed);
   ring_push_back(g_abandoned[slab->cls], slab);
 }
 

@@ -19,9 +19,9 @@
 //    so there is no ABA (the consumer never pops a single element from under a producer).
 //  - spill: a thread cache that overflows sends its excess out as chains (heap.h, tiny.cpp).
 //  - arena: one reservation of address space (kArenaBytes) that SuperSlabs are cut from, so that
-//    free recognises a tiny block by one range test instead of a chunk-map look-up. Everything in
-//    [base, base + span) is a SuperSlab, live or returned: a returned one gave its pages back but
-//    stays readable as zeros (no slab serves a class, so no pointer validates). A SuperSlab that
+//    free recognises a tiny block by one range test instead of a chunk-map look-up. All of it is
+//    readable: a slot never used, or a SuperSlab that gave its pages back, reads as zeros (no slab
+//    serves a class, so no pointer validates). A SuperSlab that
 //    does not fit the arena (reservation refused, or full) is mapped on its own, and reached
 //    through the chunk map, where every live SuperSlab is registered.
 //
@@ -62,6 +62,7 @@ inline constexpr uint32_t kMaxBlocksPerSlab = kSlabSize / kClassSizes[0];
 static_assert(kSlabsPerSuperSlab <= 32, "empty-slab masks are 32 bits");
 
 struct Heap;
+struct ClassCache;
 class SuperSlab;
 
 // kReturned is zero: the state read from the zero pages of a SuperSlab returned to the OS.
@@ -80,9 +81,12 @@ struct alignas(4 * kCacheLine) Slab {
   uint8_t cls = 0;
   uint8_t index = 0;  // position in its SuperSlab
   SlabState state = SlabState::kHeader;
-  // Read (relaxed) by threads routing a spilled block: a thread that reads itself here really is
-  // the owner (only the owner gives a slab away), any other value means "send it remote".
-  std::atomic<Heap*> owner{nullptr};
+  // The owner heap's cache of this slab's class (&owner->cache[cls]), or null: free's fast path
+  // tells its own blocks from others' by whether this points into its heap, with no class look-up.
+  // Read relaxed: only the owner stores a pointer into its own heap here (when it takes the slab);
+  // others store null (taking the slab away), so a thread that finds its own heap really is the
+  // owner, and any other value means "not ours, send it home".
+  std::atomic<ClassCache*> owner_cache{nullptr};
 
   // Line 2: the owner's (or, while abandoned, the pool lock holder's).
   alignas(kCacheLine) void* free = nullptr;  // owner-only free list
@@ -139,21 +143,30 @@ inline SuperSlab* Slab::superslab() const {
   return SuperSlab::of(this);
 }
 
-inline constexpr size_t kArenaBytes = size_t{16} << 30;  // 8192 SuperSlabs
+inline constexpr unsigned kArenaShift = 34;
+inline constexpr size_t kArenaBytes = size_t{1} << kArenaShift;  // 16 GiB: 8192 SuperSlabs
+// The base while no arena is reserved (not yet, or refused): in the non-canonical hole of every
+// 48- to 57-bit address space, so that no pointer into memory passes in_arena's test.
+inline constexpr uintptr_t kNoArena = uintptr_t{1} << 63;
 
-// Written under the pool lock: base once, span only upwards, after the SuperSlab it adds to the
-// range is initialised. Relaxed loads suffice for free: a thread that holds a live block of a
-// SuperSlab learnt of the block through a chain that started after the span store.
+// The whole reservation is mapped readable from the start (zero pages where no SuperSlab is
+// committed), so every address of it is safe for free's range test and header read. base is
+// written once, under the pool lock, before the first SuperSlab is cut from the arena. Relaxed
+// loads suffice for free: a thread that holds a live block of a SuperSlab learnt of the block
+// through a chain that started after the store; a thread that reads kNoArena goes through the
+// chunk map, where every SuperSlab is registered too.
 struct Arena {
-  std::atomic<uintptr_t> base{0};
-  std::atomic<uintptr_t> span{0};  // 0 until the first SuperSlab: nothing is in the arena
+  std::atomic<uintptr_t> base{kNoArena};
 };
-extern Arena g_arena;
+// Hidden: the library's own symbol, so free reads it by one rip-relative load, not via the GOT.
+extern Arena g_arena [[gnu::visibility("hidden")]];
 
-// Is p inside the arena (a SuperSlab's memory, live or returned)? One subtraction, one compare.
+// Is p inside the arena (a SuperSlab's memory, live, returned or never used)? One subtraction and
+// one shift: the arena's size is a power of two.
 HAK_FAST_PATH bool in_arena(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) - g_arena.base.load(std::memory_order_relaxed) <
-         g_arena.span.load(std::memory_order_relaxed);
+  return (reinterpret_cast<uintptr_t>(p) - g_arena.base.load(std::memory_order_relaxed)) >>
+             kArenaShift ==
+         0;
 }
 
 // The slab record of p, a pointer into ss.

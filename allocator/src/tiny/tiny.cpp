@@ -202,7 +202,7 @@ uint32_t route_blocks(Heap* heap, void* chain) {
     remote += run.chain.count;
   };
   uint32_t total = for_each_run(chain, kWholeChain, [&](Slab* slab, Chain& run) {
-    if (heap != nullptr && slab->owner.load(std::memory_order_relaxed) == heap) {
+    if (heap != nullptr && owned_by(*slab, heap)) {
       return local_free(heap, slab, run.head, run.tail, run.count);
     }
     Open* target = nullptr;
@@ -445,7 +445,7 @@ void spill(Heap* heap, unsigned cls) {
   // Own blocks go home now (no atomics); foreign ones (from the spill queue) leave as one chain.
   Chain foreign;
   for_each_run(cache.head, cache.count - keep, [&](Slab* slab, Chain& run) {
-    if (slab->owner.load(std::memory_order_relaxed) == heap) {
+    if (owned_by(*slab, heap)) {
       local_free(heap, slab, run.head, run.tail, run.count);
     } else {
       foreign.append_chain(run);
@@ -683,7 +683,7 @@ HAK_SLOW_PATH void* alloc_orphan(unsigned cls) {
 
 // A block freed with no cache to take it: home directly.
 void free_direct(Heap* heap, Slab* slab, void* block) {
-  if (heap != nullptr && slab->owner.load(std::memory_order_relaxed) == heap) {
+  if (heap != nullptr && owned_by(*slab, heap)) {
     local_free(heap, slab, block, block, 1);
     return;
   }
@@ -818,7 +818,7 @@ HAK_SLOW_PATH void free_slow(void* p) noexcept {
   SpinLockGuard slow(heap->slow_lock);
   if (check_mode()) return free_direct(heap, slab, p);
   unsigned cls = slab->cls;
-  if (slab->owner.load(std::memory_order_relaxed) != heap) return free_foreign(heap, cls, p);
+  if (!owned_by(*slab, heap)) return free_foreign(heap, cls, p);
   ClassCache& cache = heap->cache[cls];
   next_of(p) = cache.head;
   cache.head = p;
@@ -970,7 +970,7 @@ Census census() {
     for (unsigned i = kFirstBlockSlab; i < kSlabsPerSuperSlab; ++i) {
       const Slab& slab = ss->slabs[i];
       bool exact = slab.state == SlabState::kAbandoned || slab.state == SlabState::kEmpty ||
-                   slab.owner.load(std::memory_order_relaxed) == self;
+                   owned_by(slab, self);
       if (slab.state == SlabState::kOwned || slab.state == SlabState::kAbandoned) {
         ++result.slabs_in_use;
         result.blocks_used += slab.used.load(std::memory_order_relaxed);

@@ -71,15 +71,18 @@ HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
   uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
   Heap* heap = t_heap;
   if (HAK_UNLIKELY(index >= slab.capacity)) return free_slow(p);
-  // Relaxed: only the owner stores itself here, so reading our own heap is exact; any other value
-  // (another heap, none, a stale one) means "not ours": the block goes out, not back in the cache.
-  bool ours = slab.owner.load(std::memory_order_relaxed) == heap;
-  ClassCache& list = (ours ? heap->cache : heap->outgoing)[slab.cls];
-  if (HAK_UNLIKELY(list.count >= list.cap)) return free_slow(p);
+  // Ours iff the slab's owner cache lies in our heap's cache array (Slab::owner_cache); any other
+  // value (another heap, none, a stale one) means the block goes out, not back in the cache.
+  ClassCache* list = slab.owner_cache.load(std::memory_order_relaxed);
+  if (HAK_UNLIKELY(reinterpret_cast<uintptr_t>(list) - reinterpret_cast<uintptr_t>(heap->cache) >=
+                   sizeof(heap->cache))) {
+    list = &heap->outgoing[slab.cls];
+  }
+  if (HAK_UNLIKELY(list->count >= list->cap)) return free_slow(p);
   if constexpr (kDebugChecks) debug_mark_freed(p, slab);
-  next_of(p) = list.head;
-  list.head = p;
-  ++list.count;
+  next_of(p) = list->head;
+  list->head = p;
+  ++list->count;
 }
 
 // The block size of p, a pointer into ss (as for free); 0 when p is not the start of a block.
