@@ -784,8 +784,9 @@ void pool::reclaim_idle_heaps_locked() {
 // ---------------------------------------------------------------------------------------------
 // The slow paths of the fast paths in tiny.h.
 
-HAK_SLOW_PATH void* alloc_slow(unsigned cls) noexcept {
+HAK_SLOW_PATH void* alloc_slow(ClassCache* empty) noexcept {
   Heap* heap = t_heap;
+  auto cls = static_cast<unsigned>(empty - heap->cache);
   if (heap == &g_sentinel_heap) {
     if (!t_exited) heap = heap_create();
     if (t_exited) return alloc_orphan(cls);

@@ -49,19 +49,35 @@ namespace hak::tiny {
 
 // noexcept: lets the fast paths tail-call them from noexcept callers (malloc, free, operator
 // delete) without an exception frame.
-HAK_SLOW_PATH void* alloc_slow(unsigned cls) noexcept;
+// cache: the calling thread's heap's cache that alloc found empty (its class is its index).
+HAK_SLOW_PATH void* alloc_slow(ClassCache* cache) noexcept;
 HAK_SLOW_PATH void free_slow(void* p) noexcept;
 void debug_mark_allocated(void* block, unsigned cls) noexcept;
 void debug_mark_freed(void* block, const Slab& slab) noexcept;
 
+// For every size, the byte offset of its class's cache in a heap (size_to_class * the size of a
+// ClassCache), so that alloc addresses the cache without scaling the class.
+struct CacheOffsetTable {
+  uint16_t by_granule[kTinyMaxSize / 8 + 1];  // index (size + 7) / 8
+};
+constexpr CacheOffsetTable make_cache_offset_table() {
+  CacheOffsetTable table{};
+  for (unsigned granule = 0; granule <= kTinyMaxSize / 8; ++granule) {
+    table.by_granule[granule] =
+        static_cast<uint16_t>(kSizeClassTable.by_granule[granule] * sizeof(ClassCache));
+  }
+  return table;
+}
+inline constexpr CacheOffsetTable kCacheOffsetTable = make_cache_offset_table();
+
 HAK_FAST_PATH void* alloc(size_t size) noexcept {
-  unsigned cls = size_to_class(size);
-  ClassCache& cache = t_heap->cache[cls];
+  ClassCache& cache = *reinterpret_cast<ClassCache*>(reinterpret_cast<char*>(t_heap->cache) +
+                                                     kCacheOffsetTable.by_granule[(size + 7) >> 3]);
   void* block = cache.head;
-  if (HAK_UNLIKELY(block == nullptr)) return alloc_slow(cls);
+  if (HAK_UNLIKELY(block == nullptr)) return alloc_slow(&cache);
   cache.head = next_of(block);
   --cache.count;
-  if constexpr (kDebugChecks) debug_mark_allocated(block, cls);
+  if constexpr (kDebugChecks) debug_mark_allocated(block, size_to_class(size));
   return block;
 }
 
