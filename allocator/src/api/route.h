@@ -25,9 +25,10 @@ HAK_FAST_PATH void route_free(void* p) {
   // Most frees are tiny: a range test finds them before the chunk-map look-up.
   if (HAK_LIKELY(tiny::in_arena(p))) return tiny::free(p, tiny::SuperSlab::of(p));
   chunk_map::Entry entry = chunk_map::lookup(p);
-  tiny::SuperSlab* ss;
-  if (HAK_LIKELY(entry.is(chunk_map::Kind::kTiny, ss))) return tiny::free(p, ss);
   if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kPool)) return pool::free(p, entry);
+  // Tiny blocks outside the arena: only where the arena was refused or is full.
+  tiny::SuperSlab* ss;
+  if (entry.is(chunk_map::Kind::kTiny, ss)) return tiny::free(p, ss);
   route_free_large_or_foreign(p, entry);
 }
 

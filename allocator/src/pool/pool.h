@@ -170,7 +170,8 @@ namespace detail {
 extern constinit thread_local Heap* t_heap;
 void* alloc_slow(Heap* heap, unsigned c);
 void free_slow(void* p, Chunk* chunk, uint8_t c);
-extern bool g_checked;  // HAKMEM_CHECK or a debug build: validate every free
+// HAKMEM_CHECK or a debug build: validate every free. Hidden: read rip-relative by free.
+extern bool g_checked [[gnu::visibility("hidden")]];
 }  // namespace detail
 
 // size in [kMinSize, kPoolMaxSize]; nullptr with errno = ENOMEM when memory runs out.
