@@ -16,6 +16,12 @@
 //  - sweep: every 64 slow paths a heap drains the remote lists of a few of its full slabs, so
 //    slabs emptied by other threads go back to the pool while the owner allocates other classes.
 //
+//  - stash: whole caches that overflowed, per class, kept as they were linked (null-terminated
+//    chains with their counts) so that a spill and the next refill of the class cost no walk over
+//    the blocks: a burst of frees stashes its blocks a cache at a time, and the burst of mallocs
+//    that follows takes them back a batch at a time (one walk of a batch to cut it). Bounded by
+//    kStashDepth chains a class and kStashBytes a heap (beyond them a spill sends blocks home as
+//    before); a chain not taken back within kColdTicks slow paths of the heap is sent home.
 //  - outgoing: blocks of other threads' slabs that this thread freed, per class, on their way
 //    home (a LIFO list with count and cap = batch, pushed by free's fast path like the cache).
 //    They are never handed out again here (reusing another thread's block puts this thread's
@@ -24,11 +30,12 @@
 //
 // Invariants: cache[c].count == length of cache[c].head's list <= cache[c].cap (+1 inside the
 // free slow path); every block on it is of class c, freed by this thread into one of its own
-// slabs, or taken from the class's spill queue by a refill; outgoing[c].count == length of its
-// list <= outgoing[c].cap (+1 inside the slow path), every block of class c and of a slab this
-// heap did not own when the block was freed; a heap's slabs have owner == heap and are on exactly
-// one of its lists. Lock order: a heap's slow_lock before the pool lock; whoever holds the pool
-// lock may only try_lock a heap.
+// slabs, or taken from the class's spill queue by a refill; so is every block of stash[c], whose
+// chains' counts are their lengths and add up, times the class sizes, to stash_bytes;
+// outgoing[c].count == length of its list <= outgoing[c].cap (+1 inside the slow path), every block
+// of class c and of a slab this heap did not own when the block was freed; a heap's slabs have
+// owner == heap and are on exactly one of its lists. Lock order: a heap's slow_lock before the pool
+// lock; whoever holds the pool lock may only try_lock a heap.
 #pragma once
 
 #include <atomic>
@@ -45,6 +52,22 @@ struct ClassCache {
   void* head;
   uint32_t count;
   uint32_t cap;
+};
+
+inline constexpr unsigned kStashDepth = 16;          // stashed chains per class
+inline constexpr uint32_t kStashBytes = 256 * 1024;  // stashed bytes per heap
+
+// A cache that overflowed, whole: its list (null-terminated), its length, and the heap's tick
+// when it was stashed.
+struct StashedChain {
+  void* head;
+  uint32_t count;
+  uint32_t tick;
+};
+struct ClassStash {
+  StashedChain chains[kStashDepth];  // [0, depth): oldest first
+  uint32_t depth;
+  uint32_t blocks;  // sum of the chains' counts
 };
 
 // Owner-written counters that other threads read for stats: relaxed load + store, no RMW.
@@ -80,7 +103,9 @@ struct alignas(kCacheLine) Heap {
   uint32_t sweep_class;  // where the next sweep of full slabs starts
   Slab* avail[kClassCount];
   Slab* full[kClassCount];
-  // Cache plus outgoing lengths as of the last slow path, for other threads' stats snapshots.
+  ClassStash stash[kClassCount];
+  uint32_t stash_bytes;
+  // Cache, stash and outgoing lengths as of the last slow path, for other threads' stats.
   std::atomic<uint32_t> published_count[kClassCount];
   HeapCounters counters;
 

@@ -232,10 +232,14 @@ uint32_t route_blocks(Heap* heap, void* chain) {
   return total;
 }
 
-// Cache and outgoing lengths, for other threads' stats snapshots.
+// Blocks of class cls that the heap holds free: its cache, its stash and its outgoing list.
+uint32_t held_blocks(const Heap* heap, unsigned cls) {
+  return heap->cache[cls].count + heap->stash[cls].blocks + heap->outgoing[cls].count;
+}
+
+// For other threads' stats snapshots.
 void publish_count(Heap* heap, unsigned cls) {
-  heap->published_count[cls].store(heap->cache[cls].count + heap->outgoing[cls].count,
-                                   std::memory_order_relaxed);
+  heap->published_count[cls].store(held_blocks(heap, cls), std::memory_order_relaxed);
 }
 
 // Blocks of other heaps' slabs leave as one chain: onto the class's spill queue (thread and
@@ -258,8 +262,12 @@ void send_foreign(Heap* heap, unsigned cls, Chain& foreign) {
 // The learning rule: every refill or spill of a class is a sign of demand the cache could not
 // absorb, so its batch doubles (up to max_batch); a class whose previous slow path lies kColdTicks
 // of this heap's slow paths back has gone quiet, so its batch halves (down to kMinBatch).
+void maintain_heap(Heap* heap);
+
 void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
   uint32_t tick = ++heap->ticks;
+  // Refills, spills and foreign frees all tick: any one of them may be every other tick.
+  if (HAK_UNLIKELY(tick % kSweepTicks == 0)) maintain_heap(heap);
   uint32_t since = tick - *last_tick;
   *last_tick = tick;
   uint32_t batch = heap->batch[cls];
@@ -405,12 +413,89 @@ void sweep_full_slabs(Heap* heap) {
   release_all_locked(empty);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The stash (heap.h).
+
+void stash_remove_oldest(Heap* heap, unsigned cls) {
+  ClassStash& stash = heap->stash[cls];
+  StashedChain oldest = stash.chains[0];
+  for (uint32_t i = 1; i < stash.depth; ++i) stash.chains[i - 1] = stash.chains[i];
+  --stash.depth;
+  stash.blocks -= oldest.count;
+  heap->stash_bytes -= oldest.count * kClassSizes[cls];
+  route_blocks(heap, oldest.head);
+}
+
+// Every stashed chain goes home (thread exit, collect).
+void flush_stash(Heap* heap, unsigned cls) {
+  while (heap->stash[cls].depth != 0) stash_remove_oldest(heap, cls);
+}
+
+// Chains stashed kColdTicks slow paths ago or more were not wanted back: home with them.
+void age_stash(Heap* heap) {
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    ClassStash& stash = heap->stash[c];
+    bool changed = false;
+    while (stash.depth != 0 && heap->ticks - stash.chains[0].tick >= kColdTicks) {
+      stash_remove_oldest(heap, c);
+      changed = true;
+    }
+    if (changed) publish_count(heap, c);
+  }
+}
+
+// Every kSweepTicks slow paths of a heap.
+void maintain_heap(Heap* heap) {
+  sweep_full_slabs(heap);
+  age_stash(heap);
+}
+
+// The whole cache of cls goes into the stash, if the stash has room for it.
+bool stash_cache(Heap* heap, unsigned cls) {
+  ClassStash& stash = heap->stash[cls];
+  ClassCache& cache = heap->cache[cls];
+  uint32_t bytes = cache.count * kClassSizes[cls];
+  if (stash.depth == kStashDepth || heap->stash_bytes + bytes > kStashBytes) return false;
+  stash.chains[stash.depth++] = StashedChain{cache.head, cache.count, heap->ticks};
+  stash.blocks += cache.count;
+  heap->stash_bytes += bytes;
+  cache.head = nullptr;
+  cache.count = 0;
+  return true;
+}
+
+// The empty cache of cls takes up to `want` blocks of the newest stashed chain: the whole chain,
+// or its first `want` blocks (one walk), the rest staying stashed. Returns how many.
+uint32_t refill_from_stash(Heap* heap, unsigned cls, uint32_t want) {
+  ClassStash& stash = heap->stash[cls];
+  StashedChain& newest = stash.chains[stash.depth - 1];
+  ClassCache& cache = heap->cache[cls];
+  cache.head = newest.head;
+  uint32_t taken = newest.count;
+  if (taken > want) {
+    void* last = newest.head;
+    for (uint32_t i = 1; i < want; ++i) last = next_of(last);
+    newest.head = next_of(last);
+    next_of(last) = nullptr;
+    newest.count -= want;
+    taken = want;
+  } else {
+    --stash.depth;
+  }
+  stash.blocks -= taken;
+  heap->stash_bytes -= taken * kClassSizes[cls];
+  cache.count = taken;
+  publish_count(heap, cls);
+  bump(heap->counters.refills);
+  return taken;
+}
+
 // Fills heap's empty cache of class cls with a batch; returns how many blocks it holds.
 uint32_t refill(Heap* heap, unsigned cls) {
   adapt(heap, cls, &heap->last_refill_tick[cls]);
-  if (HAK_UNLIKELY(heap->ticks % kSweepTicks == 0)) sweep_full_slabs(heap);
   bool check = marking();
   uint32_t want = check_mode() ? 1 : heap->batch[cls];
+  if (heap->stash[cls].depth != 0) return refill_from_stash(heap, cls, want);
   Chain chain;
   if (options().bg_spill == BgSpillMode::kInline) take_from_queue(heap, cls, want, chain);
   while (chain.count < want) {
@@ -434,12 +519,15 @@ uint32_t refill(Heap* heap, unsigned cls) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Spill: the cache of cls holds more than its cap; the oldest `batch` blocks stay, the newer ones
-// leave as chains. Leaving from the head means one walk both finds the cut and groups the blocks
-// into runs (keeping the newest would need a walk to the cut first).
+// Spill: the cache of cls holds more than its cap. It goes into the stash whole, or, when the
+// stash is full, the oldest `batch` blocks stay and the newer ones leave as chains. Leaving from
+// the head means one walk both finds the cut and groups the blocks into runs (keeping the newest
+// would need a walk to the cut first).
 void spill(Heap* heap, unsigned cls) {
   adapt(heap, cls, &heap->last_spill_tick[cls]);
   ClassCache& cache = heap->cache[cls];
+  bump(heap->counters.spills);
+  if (stash_cache(heap, cls)) return publish_count(heap, cls);
   uint32_t keep = heap->batch[cls];
   if (keep >= cache.count) return;
   // Own blocks go home now (no atomics); foreign ones (from the spill queue) leave as one chain.
@@ -453,7 +541,6 @@ void spill(Heap* heap, unsigned cls) {
   });
   cache.count = keep;
   publish_count(heap, cls);
-  bump(heap->counters.spills);
   send_foreign(heap, cls, foreign);
 }
 
@@ -477,9 +564,10 @@ void free_foreign(Heap* heap, unsigned cls, void* block) {
   send_foreign(heap, cls, chain);
 }
 
-// Thread exit and collect: every cache and outgoing list goes home now.
+// Thread exit and collect: every cache, stash and outgoing list goes home now.
 void flush_caches(Heap* heap) {
   for (unsigned c = 0; c < kClassCount; ++c) {
+    flush_stash(heap, c);
     for (ClassCache* list : {&heap->cache[c], &heap->outgoing[c]}) {
       void* chain = list->head;
       list->head = nullptr;
@@ -911,7 +999,7 @@ void fill_stats(hak_stats_t* out) {
       adoptions += heap->counters.adoptions.load(std::memory_order_relaxed);
       drains += heap->counters.queue_drains.load(std::memory_order_relaxed);
       for (unsigned c = 0; c < kClassCount; ++c) {
-        uint64_t count = heap == self ? heap->cache[c].count + heap->outgoing[c].count
+        uint64_t count = heap == self ? held_blocks(heap, c)
                                       : heap->published_count[c].load(std::memory_order_relaxed);
         cached_bytes += count * kClassSizes[c];
       }
@@ -992,7 +1080,7 @@ Census census() {
 }
 
 uint32_t cached_blocks(unsigned cls) {
-  return t_heap->cache[cls].count;
+  return t_heap->cache[cls].count + t_heap->stash[cls].blocks;
 }
 
 }  // namespace testing

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/base.h"
+#include "common/options.h"
 #include "hakmem.h"
 #include "tiny/tiny.h"
 #include "tiny_test_util.h"
@@ -205,6 +206,45 @@ TEST(TinyAlloc, CountInvariantHoldsWithLiveAndCachedBlocks) {
   // used counts the program's blocks plus the ones in caches and spill queues.
   EXPECT_EQ(census.blocks_used, blocks.size() / 2 + cached + census.blocks_queued);
   for (size_t i = 1; i < blocks.size(); i += 2) hak_free(blocks[i]);
+  hak_collect();
+  census = hak::tiny::testing::census();
+  EXPECT_EQ(census.blocks_used, 0u);
+  EXPECT_EQ(census.invariant_violations, 0u);
+}
+
+// A burst of frees of one class stays with the thread (its cache and stash) instead of going
+// back to the slabs block by block, so the burst of mallocs that follows takes it back without
+// touching a slab; a stash not wanted back goes home after kColdTicks slow paths of other classes.
+TEST(TinyAlloc, ABurstOfFreesIsStashedAndAgesOut) {
+  if (hak::options().check) GTEST_SKIP() << "checked mode has no caches";
+  hak_collect();
+  unsigned c64 = hak::tiny::size_to_class(64);
+  std::vector<void*> burst;
+  for (int i = 0; i < 2000; ++i) burst.push_back(hak_malloc(64));
+  uint32_t left = hak::tiny::testing::cached_blocks(c64);  // the rest of the last refill
+  for (void* p : burst) hak_free(p);
+  // 2000 blocks of 64 B (125 KiB) fit the stash: every one is held, none went home.
+  EXPECT_EQ(hak::tiny::testing::cached_blocks(c64), left + 2000);
+  auto census = hak::tiny::testing::census();
+  EXPECT_EQ(census.blocks_used, left + 2000);
+  EXPECT_EQ(census.invariant_violations, 0u);
+  std::set<void*> freed(burst.begin(), burst.end());
+  hak_stats_t before = stats();
+  for (void*& p : burst) {
+    p = hak_malloc(64);
+    ASSERT_TRUE(freed.count(p)) << p;  // the same blocks come back
+  }
+  // Stash refills are counted as refills, but no slab was carved or drained for them.
+  EXPECT_EQ(hak::tiny::testing::census().blocks_used, left + 2000);
+  EXPECT_GT(stats().tiny_refills, before.tiny_refills);
+  for (void* p : burst) hak_free(p);
+  // Slow paths of another class age the stash out: its blocks go back to their slabs.
+  for (int round = 0; round < 600; ++round) {
+    std::vector<void*> other;
+    for (int i = 0; i < 40; ++i) other.push_back(hak_malloc(1024));
+    for (void* p : other) hak_free(p);
+  }
+  EXPECT_LE(hak::tiny::testing::cached_blocks(c64), 2 * hak::tiny::max_batch(c64) + 1);
   hak_collect();
   census = hak::tiny::testing::census();
   EXPECT_EQ(census.blocks_used, 0u);
