@@ -1,7 +1,10 @@
 // Large spans (see large.h): whole granules of address space, split and merged in a bounded cache
 // so that freed memory serves the next spans of other sizes without a new mapping or page fault.
+// Neighbours merge lazily, when a request needs them: a block freed and asked for again at the
+// same size (in granules) gets its own span back with no split, no merge and no syscall.
 #include "large/large.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -125,13 +128,39 @@ SpanHeader* cached_span_before(char* end) {
   return span->cached && base_of(span) + span->reserved == end ? span : nullptr;
 }
 
-// left absorbs right (its neighbour, out of the cache). Everything below right's dirty end may
-// hold data, so that is the merged span's dirty end.
+// left absorbs right, its neighbour (the caller takes right's slot and keeps the byte totals).
+// Everything below right's dirty end may hold data, right's header included, so that is the merged
+// span's dirty end.
 void absorb_locked(SpanHeader* left, SpanHeader* right) {
   left->dirty = left->reserved + right->dirty;
   left->resident += right->resident;
   reregister(right, right->reserved, left);
   left->reserved += right->reserved;
+}
+
+// Merges every run of adjacent cached spans into its first span, which keeps the newest stamp of
+// the run (eviction takes the whole span). The run's bytes stay cached: the totals do not change.
+// False if there was nothing to merge.
+bool merge_runs_locked() {
+  bool merged = false;
+  for (size_t i = 0; i < g_slot_count; ++i) {
+    SpanHeader* head = g_slots[i];
+    // A span with a cached left neighbour is absorbed when the first span of its run comes up.
+    if (!head->cached || cached_span_before(base_of(head)) != nullptr) continue;
+    while (SpanHeader* right = cached_span_at(base_of(head) + head->reserved)) {
+      right->cached = false;  // its slot is dropped below
+      head->stamp = std::max(head->stamp, right->stamp);
+      absorb_locked(head, right);
+      merged = true;
+    }
+  }
+  if (!merged) return false;
+  size_t kept = 0;
+  for (size_t i = 0; i < g_slot_count; ++i) {
+    if (g_slots[i]->cached) g_slots[kept++] = g_slots[i];
+  }
+  g_slot_count = kept;
+  return true;
 }
 
 // Cuts span to `reserve` bytes and returns the rest as a span of its own, registered, not cached.
@@ -183,23 +212,21 @@ bool decommit_oldest_locked() {
   return true;
 }
 
-// Caches a span that nobody uses (merged with cached neighbours), then restores the bounds:
-// decommit the oldest spans beyond the commit limit, unmap the oldest beyond the cache limit (after
-// the lock: they are out of the cache and the chunk map by then).
+// Caches a span that nobody uses, as it is (a cached neighbour stays a span of its own until a
+// request, a full slot table or the byte limit merges them), then restores the bounds: decommit
+// the oldest spans beyond the commit limit, unmap the oldest beyond the cache limit (after the
+// lock: they are out of the cache and the chunk map by then).
 void cache_put(SpanHeader* span) {
   SpanHeader* victims[kCacheSlots + 1];
   size_t victim_count = 0;
   {
     SpinLockGuard guard(g_lock);
-    if (SpanHeader* right = cached_span_at(base_of(span) + span->reserved)) {
-      absorb_locked(span, remove_locked(slot_of(right)));
+    if (g_slot_count == kCacheSlots && !merge_runs_locked()) {
+      victims[victim_count++] = evict_oldest_locked();
     }
-    if (SpanHeader* left = cached_span_before(base_of(span))) {
-      absorb_locked(remove_locked(slot_of(left)), span);
-      span = left;
-    }
-    if (g_slot_count == kCacheSlots) victims[victim_count++] = evict_oldest_locked();
     insert_locked(span);
+    // Past the byte limit whole runs go, one unmap each, as when they were merged on free.
+    if (g_cached_bytes > cache_limit()) merge_runs_locked();
     while (g_cached_bytes > cache_limit()) victims[victim_count++] = evict_oldest_locked();
     while (g_resident_bytes > commit_limit() && decommit_oldest_locked()) {
     }
@@ -207,28 +234,68 @@ void cache_put(SpanHeader* span) {
   for (size_t i = 0; i < victim_count; ++i) os::unmap(victims[i], victims[i]->reserved);
 }
 
-// The cached span that best serves a block ending at base + end in `reserve` bytes, cut to size:
-// the one whose resident pages the block reuses most (page faults saved) net of those past its end
-// that must be decommitted (faults some later block pays), then the smallest.
+// What the cached span `first` would be merged with the cached spans that follow it, as many as
+// it takes to hold `reserve` bytes (fewer if the run ends first): the sums absorb_locked makes.
+struct Run {
+  size_t reserved;
+  size_t dirty;
+  size_t resident;
+  size_t spans;
+};
+void extend_run_locked(SpanHeader* first, size_t reserve, Run& run) {
+  for (SpanHeader* last = first; run.reserved < reserve; ++run.spans) {
+    last = cached_span_at(base_of(last) + last->reserved);
+    if (last == nullptr) break;
+    run.dirty = run.reserved + last->dirty;
+    run.resident += last->resident;
+    run.reserved += last->reserved;
+  }
+}
+HAK_FAST_PATH Run run_from_locked(SpanHeader* first, size_t reserve) {
+  Run run{first->reserved, first->dirty, first->resident, 1};
+  if (HAK_UNLIKELY(run.reserved < reserve)) extend_run_locked(first, reserve, run);
+  return run;
+}
+
+// Takes the span in slot i out of the cache merged with the cached spans after it that
+// run_from_locked counted for `reserve` bytes.
+SpanHeader* take_run_locked(size_t i, size_t reserve) {
+  SpanHeader* first = remove_locked(i);
+  while (first->reserved < reserve) {
+    SpanHeader* next = cached_span_at(base_of(first) + first->reserved);
+    absorb_locked(first, remove_locked(slot_of(next)));
+  }
+  return first;
+}
+
+// The cached span that best serves a block ending at base + end in `reserve` bytes, merged with
+// the cached spans after it if it is too small alone, cut to size: the one whose resident pages
+// the block reuses most (page faults saved) net of those past its end that must be decommitted
+// (faults some later block pays), then the smallest, then the one of fewest spans. A span that has
+// the block's size in granules and the pages it needs is taken as it is: no merge, no split.
 SpanHeader* take_cached(size_t reserve, size_t end) {
   SpinLockGuard guard(g_lock);
   size_t best = kCacheSlots;
+  Run best_run{};
   ptrdiff_t best_score = 0;
   for (size_t i = 0; i < g_slot_count; ++i) {
-    SpanHeader* span = g_slots[i];
-    if (span->reserved < reserve) continue;
-    size_t dirty = std::min(std::min(span->resident, span->dirty), reserve);
+    Run run = run_from_locked(g_slots[i], reserve);
+    if (run.reserved < reserve) continue;
+    size_t dirty = std::min(std::min(run.resident, run.dirty), reserve);
     ptrdiff_t score = static_cast<ptrdiff_t>(std::min(dirty, end)) -
                       static_cast<ptrdiff_t>(dirty > end ? dirty - end : 0);
     if (best == kCacheSlots || score > best_score ||
-        (score == best_score && span->reserved < g_slots[best]->reserved)) {
+        (score == best_score &&
+         (run.reserved < best_run.reserved ||
+          (run.reserved == best_run.reserved && run.spans < best_run.spans)))) {
       best = i;
+      best_run = run;
       best_score = score;
     }
   }
   if (best == kCacheSlots) return nullptr;
-  SpanHeader* span = remove_locked(best);
-  if (span->reserved > reserve) insert_locked(split(span, reserve));  // in the slot just freed
+  SpanHeader* span = take_run_locked(best, reserve);
+  if (span->reserved > reserve) insert_locked(split(span, reserve));  // in a slot just freed
   return span;
 }
 
@@ -314,13 +381,14 @@ size_t usable_size(const void* p, chunk_map::Entry entry) {
 
 namespace {
 
-// Grows a live span to `reserve` bytes over the cached span that follows it. False if there is
-// none or it is too small.
+// Grows a live span to `reserve` bytes over the run of cached spans that follows it (merged into
+// the first of them as far as needed). False if there is none or it is too small.
 bool grow_over_cached_neighbour(SpanHeader* span, size_t reserve) {
   SpinLockGuard guard(g_lock);
   SpanHeader* right = cached_span_at(base_of(span) + span->reserved);
-  if (right == nullptr || span->reserved + right->reserved < reserve) return false;
-  remove_locked(slot_of(right));
+  size_t needed = reserve - span->reserved;
+  if (right == nullptr || run_from_locked(right, needed).reserved < needed) return false;
+  take_run_locked(slot_of(right), needed);
   if (span->reserved + right->reserved > reserve) {
     insert_locked(split(right, reserve - span->reserved));  // in the slot just freed
   }
