@@ -255,6 +255,7 @@ TEST(Large, TheCacheIsBoundedByItsByteLimit) {
 // merged while live shows up as a broken fill pattern.
 TEST(Large, SplitAndMergeUnderContentionKeepBlocksApart) {
   collect();
+  const uint64_t live_bytes = stats().bytes_in_use;
   constexpr int kThreads = 4;
   constexpr int kRounds = 300;
   std::vector<std::thread> threads;
@@ -297,7 +298,9 @@ TEST(Large, SplitAndMergeUnderContentionKeepBlocksApart) {
     });
   }
   for (std::thread& thread : threads) thread.join();
+  // The statistics lost no update: every block, resized or not, was counted out.
   EXPECT_EQ(stats().large_spans_live, 0u);
+  EXPECT_EQ(stats().bytes_in_use, live_bytes);
   collect();
 }
 
@@ -305,6 +308,7 @@ TEST(Large, SplitAndMergeUnderContentionKeepBlocksApart) {
 // freed; a block handed out twice shows up as a broken fill pattern.
 TEST(Large, SameSizeReuseUnderContentionKeepsBlocksApart) {
   collect();
+  hak_stats_t before = stats();
   constexpr int kThreads = 4;
   constexpr int kRounds = 2000;
   static constexpr size_t kSizes[] = {size_t{1} << 20, (size_t{1} << 20) + 60000,
@@ -336,7 +340,12 @@ TEST(Large, SameSizeReuseUnderContentionKeepsBlocksApart) {
     });
   }
   for (std::thread& thread : threads) thread.join();
-  EXPECT_EQ(stats().large_spans_live, 0u);
+  hak_stats_t after = stats();
+  EXPECT_EQ(after.large_spans_live, 0u);
+  EXPECT_EQ(after.bytes_in_use, before.bytes_in_use);
+  EXPECT_EQ(after.large_cache_hits + after.large_cache_misses - before.large_cache_hits -
+                before.large_cache_misses,
+            uint64_t{kThreads} * kRounds);
   collect();
 }
 
