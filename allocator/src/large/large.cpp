@@ -1,7 +1,10 @@
 // Large spans (see large.h): whole granules of address space, split and merged in a bounded cache
 // so that freed memory serves the next spans of other sizes without a new mapping or page fault.
+// Neighbours merge lazily, when a request needs them: a block freed and asked for again at the
+// same size (in granules) gets its own span back with no split, no merge and no syscall.
 #include "large/large.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -45,11 +48,45 @@ size_t g_cached_bytes = 0;    // address space of cached spans
 size_t g_resident_bytes = 0;  // resident estimate of cached spans
 uint64_t g_clock = 0;
 
-// Statistics only: relaxed.
-std::atomic<uint64_t> g_spans_live{0};
-std::atomic<uint64_t> g_live_bytes{0};
-std::atomic<uint64_t> g_cache_hits{0};
-std::atomic<uint64_t> g_cache_misses{0};
+// A statistic. Every write is made under g_lock, mostly by a cache operation that holds it anyway,
+// as a relaxed load and store: the lock orders the writers, so no update is lost, without a locked
+// read-modify-write (five of those cost a malloc/free pair about 30 ns). fill_stats reads without
+// the lock (relaxed: a snapshot). Unsigned: a decrease adds the two's complement.
+class Counter {
+ public:
+  void add_locked(uint64_t delta) {
+    value_.store(value_.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  }
+  uint64_t load() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+Counter g_spans_live;
+Counter g_live_bytes;
+Counter g_cache_hits;
+Counter g_cache_misses;
+
+// What a cache operation adds to the live-block statistics, under the lock it takes.
+struct LiveChange {
+  uint64_t spans = 0;
+  uint64_t bytes = 0;
+};
+LiveChange handed_out(size_t usable) {
+  return {1, usable};
+}
+LiveChange given_back(const SpanHeader* span) {
+  return {0 - uint64_t{1}, 0 - (span->end - span->offset)};
+}
+void count_locked(LiveChange change) {
+  g_spans_live.add_locked(change.spans);
+  g_live_bytes.add_locked(change.bytes);
+}
+// A live block's size changed by `delta` (two's complement for a decrease).
+void count_resize(uint64_t delta) {
+  SpinLockGuard guard(g_lock);
+  g_live_bytes.add_locked(delta);
+}
 
 size_t cache_limit() {
   return options().large_cache_mb << 20;
@@ -77,10 +114,11 @@ void reregister(void* base, size_t size, SpanHeader* owner) {
   (void)ok;
 }
 
-void unmap_span(SpanHeader* span) {
+void unmap_span(SpanHeader* span, LiveChange change) {
   size_t reserved = span->reserved;
   {
     SpinLockGuard guard(g_lock);
+    count_locked(change);
     chunk_map::unregister_range(span, reserved);
   }
   os::unmap(span, reserved);
@@ -125,13 +163,39 @@ SpanHeader* cached_span_before(char* end) {
   return span->cached && base_of(span) + span->reserved == end ? span : nullptr;
 }
 
-// left absorbs right (its neighbour, out of the cache). Everything below right's dirty end may
-// hold data, so that is the merged span's dirty end.
+// left absorbs right, its neighbour (the caller takes right's slot and keeps the byte totals).
+// Everything below right's dirty end may hold data, right's header included, so that is the merged
+// span's dirty end.
 void absorb_locked(SpanHeader* left, SpanHeader* right) {
   left->dirty = left->reserved + right->dirty;
   left->resident += right->resident;
   reregister(right, right->reserved, left);
   left->reserved += right->reserved;
+}
+
+// Merges every run of adjacent cached spans into its first span, which keeps the newest stamp of
+// the run (eviction takes the whole span). The run's bytes stay cached: the totals do not change.
+// False if there was nothing to merge.
+bool merge_runs_locked() {
+  bool merged = false;
+  for (size_t i = 0; i < g_slot_count; ++i) {
+    SpanHeader* head = g_slots[i];
+    // A span with a cached left neighbour is absorbed when the first span of its run comes up.
+    if (!head->cached || cached_span_before(base_of(head)) != nullptr) continue;
+    while (SpanHeader* right = cached_span_at(base_of(head) + head->reserved)) {
+      right->cached = false;  // its slot is dropped below
+      head->stamp = std::max(head->stamp, right->stamp);
+      absorb_locked(head, right);
+      merged = true;
+    }
+  }
+  if (!merged) return false;
+  size_t kept = 0;
+  for (size_t i = 0; i < g_slot_count; ++i) {
+    if (g_slots[i]->cached) g_slots[kept++] = g_slots[i];
+  }
+  g_slot_count = kept;
+  return true;
 }
 
 // Cuts span to `reserve` bytes and returns the rest as a span of its own, registered, not cached.
@@ -183,23 +247,22 @@ bool decommit_oldest_locked() {
   return true;
 }
 
-// Caches a span that nobody uses (merged with cached neighbours), then restores the bounds:
-// decommit the oldest spans beyond the commit limit, unmap the oldest beyond the cache limit (after
-// the lock: they are out of the cache and the chunk map by then).
-void cache_put(SpanHeader* span) {
+// Caches a span that nobody uses, as it is (a cached neighbour stays a span of its own until a
+// request, a full slot table or the byte limit merges them), then restores the bounds: decommit
+// the oldest spans beyond the commit limit, unmap the oldest beyond the cache limit (after the
+// lock: they are out of the cache and the chunk map by then). `change` goes to the statistics.
+void cache_put(SpanHeader* span, LiveChange change = {}) {
   SpanHeader* victims[kCacheSlots + 1];
   size_t victim_count = 0;
   {
     SpinLockGuard guard(g_lock);
-    if (SpanHeader* right = cached_span_at(base_of(span) + span->reserved)) {
-      absorb_locked(span, remove_locked(slot_of(right)));
+    count_locked(change);
+    if (g_slot_count == kCacheSlots && !merge_runs_locked()) {
+      victims[victim_count++] = evict_oldest_locked();
     }
-    if (SpanHeader* left = cached_span_before(base_of(span))) {
-      absorb_locked(remove_locked(slot_of(left)), span);
-      span = left;
-    }
-    if (g_slot_count == kCacheSlots) victims[victim_count++] = evict_oldest_locked();
     insert_locked(span);
+    // Past the byte limit whole runs go, one unmap each, as when they were merged on free.
+    if (g_cached_bytes > cache_limit()) merge_runs_locked();
     while (g_cached_bytes > cache_limit()) victims[victim_count++] = evict_oldest_locked();
     while (g_resident_bytes > commit_limit() && decommit_oldest_locked()) {
     }
@@ -207,28 +270,71 @@ void cache_put(SpanHeader* span) {
   for (size_t i = 0; i < victim_count; ++i) os::unmap(victims[i], victims[i]->reserved);
 }
 
-// The cached span that best serves a block ending at base + end in `reserve` bytes, cut to size:
-// the one whose resident pages the block reuses most (page faults saved) net of those past its end
-// that must be decommitted (faults some later block pays), then the smallest.
-SpanHeader* take_cached(size_t reserve, size_t end) {
+// What the cached span `first` would be merged with the cached spans that follow it, as many as
+// it takes to hold `reserve` bytes (fewer if the run ends first): the sums absorb_locked makes.
+struct Run {
+  size_t reserved;
+  size_t dirty;
+  size_t resident;
+  size_t spans;
+};
+void extend_run_locked(SpanHeader* first, size_t reserve, Run& run) {
+  for (SpanHeader* last = first; run.reserved < reserve; ++run.spans) {
+    last = cached_span_at(base_of(last) + last->reserved);
+    if (last == nullptr) break;
+    run.dirty = run.reserved + last->dirty;
+    run.resident += last->resident;
+    run.reserved += last->reserved;
+  }
+}
+HAK_FAST_PATH Run run_from_locked(SpanHeader* first, size_t reserve) {
+  Run run{first->reserved, first->dirty, first->resident, 1};
+  if (HAK_UNLIKELY(run.reserved < reserve)) extend_run_locked(first, reserve, run);
+  return run;
+}
+
+// Takes the span in slot i out of the cache merged with the cached spans after it that
+// run_from_locked counted for `reserve` bytes.
+SpanHeader* take_run_locked(size_t i, size_t reserve) {
+  SpanHeader* first = remove_locked(i);
+  while (first->reserved < reserve) {
+    SpanHeader* next = cached_span_at(base_of(first) + first->reserved);
+    absorb_locked(first, remove_locked(slot_of(next)));
+  }
+  return first;
+}
+
+// The cached span that best serves a block ending at base + end in `reserve` bytes, merged with
+// the cached spans after it if it is too small alone, cut to size: the one whose resident pages
+// the block reuses most (page faults saved) net of those past its end that must be decommitted
+// (faults some later block pays), then the smallest, then the one of fewest spans. A span that has
+// the block's size in granules and the pages it needs is taken as it is: no merge, no split.
+// A hit counts the block (usable bytes) as live.
+SpanHeader* take_cached(size_t reserve, size_t end, size_t usable) {
   SpinLockGuard guard(g_lock);
   size_t best = kCacheSlots;
+  Run best_run{};
   ptrdiff_t best_score = 0;
   for (size_t i = 0; i < g_slot_count; ++i) {
-    SpanHeader* span = g_slots[i];
-    if (span->reserved < reserve) continue;
-    size_t dirty = std::min(std::min(span->resident, span->dirty), reserve);
+    Run run = run_from_locked(g_slots[i], reserve);
+    if (run.reserved < reserve) continue;
+    size_t dirty = std::min(std::min(run.resident, run.dirty), reserve);
     ptrdiff_t score = static_cast<ptrdiff_t>(std::min(dirty, end)) -
                       static_cast<ptrdiff_t>(dirty > end ? dirty - end : 0);
     if (best == kCacheSlots || score > best_score ||
-        (score == best_score && span->reserved < g_slots[best]->reserved)) {
+        (score == best_score &&
+         (run.reserved < best_run.reserved ||
+          (run.reserved == best_run.reserved && run.spans < best_run.spans)))) {
       best = i;
+      best_run = run;
       best_score = score;
     }
   }
   if (best == kCacheSlots) return nullptr;
-  SpanHeader* span = remove_locked(best);
-  if (span->reserved > reserve) insert_locked(split(span, reserve));  // in the slot just freed
+  g_cache_hits.add_locked(1);
+  count_locked(handed_out(usable));
+  SpanHeader* span = take_run_locked(best, reserve);
+  if (span->reserved > reserve) insert_locked(split(span, reserve));  // in a slot just freed
   return span;
 }
 
@@ -268,9 +374,10 @@ void* alloc(size_t size, size_t alignment, bool zero) {
   }
   SpanHeader* span = nullptr;
   // Cached spans are granule-aligned: they serve any alignment up to a granule.
-  if (alignment <= kGranule && reserve <= cache_limit()) span = take_cached(reserve, end);
+  if (alignment <= kGranule && reserve <= cache_limit()) {
+    span = take_cached(reserve, end, end - offset);
+  }
   if (span != nullptr) {
-    g_cache_hits.fetch_add(1, std::memory_order_relaxed);
     if (span->dirty > end + kReleaseBytes) {
       // Resident pages this block will not use would stay resident as long as it lives.
       os::decommit(base_of(span) + end, span->dirty - end);
@@ -280,30 +387,28 @@ void* alloc(size_t size, size_t alignment, bool zero) {
       std::memset(base_of(span) + offset, 0, std::min(size, span->dirty - offset));
     }
   } else {
-    g_cache_misses.fetch_add(1, std::memory_order_relaxed);
     span = map_span(reserve, alignment);  // fresh pages: zero past the header already
+    SpinLockGuard guard(g_lock);
+    g_cache_misses.add_locked(1);
     if (span == nullptr) return nullptr;  // errno = ENOMEM
+    count_locked(handed_out(end - offset));
   }
   span->offset = offset;
   span->end = end;
   span->block = base_of(span) + offset;
-  g_spans_live.fetch_add(1, std::memory_order_relaxed);
-  g_live_bytes.fetch_add(end - offset, std::memory_order_relaxed);
   return span->block;
 }
 
 void free(void* p, chunk_map::Entry entry) {
   SpanHeader* span = validated_header(p, entry);
   span->block = nullptr;  // a second free of p now fails validation
-  g_spans_live.fetch_sub(1, std::memory_order_relaxed);
-  g_live_bytes.fetch_sub(span->end - span->offset, std::memory_order_relaxed);
   // The program may have written anything up to the block's end.
   span->dirty = std::max(span->dirty, span->end);
   span->resident = span->dirty;
   if (span->reserved <= cache_limit() / 2) {
-    cache_put(span);
+    cache_put(span, given_back(span));
   } else {
-    unmap_span(span);
+    unmap_span(span, given_back(span));
   }
 }
 
@@ -314,13 +419,14 @@ size_t usable_size(const void* p, chunk_map::Entry entry) {
 
 namespace {
 
-// Grows a live span to `reserve` bytes over the cached span that follows it. False if there is
-// none or it is too small.
+// Grows a live span to `reserve` bytes over the run of cached spans that follows it (merged into
+// the first of them as far as needed). False if there is none or it is too small.
 bool grow_over_cached_neighbour(SpanHeader* span, size_t reserve) {
   SpinLockGuard guard(g_lock);
   SpanHeader* right = cached_span_at(base_of(span) + span->reserved);
-  if (right == nullptr || span->reserved + right->reserved < reserve) return false;
-  remove_locked(slot_of(right));
+  size_t needed = reserve - span->reserved;
+  if (right == nullptr || run_from_locked(right, needed).reserved < needed) return false;
+  take_run_locked(slot_of(right), needed);
   if (span->reserved + right->reserved > reserve) {
     insert_locked(split(right, reserve - span->reserved));  // in the slot just freed
   }
@@ -356,7 +462,7 @@ bool resize_in_place(void* p, chunk_map::Entry entry, size_t new_size) {
       if (dirty > end) os::decommit(base + end, dirty - end);
       span->dirty = end;
       span->end = end;
-      g_live_bytes.fetch_sub(old_end - end, std::memory_order_relaxed);
+      count_resize(0 - (old_end - end));
     }
     return true;
   }
@@ -370,7 +476,7 @@ bool resize_in_place(void* p, chunk_map::Entry entry, size_t new_size) {
     span->reserved = reserve;
   }
   span->end = end;
-  g_live_bytes.fetch_add(end - old_end, std::memory_order_relaxed);
+  count_resize(end - old_end);
   return true;
 }
 
@@ -417,7 +523,7 @@ void* grow_by_moving(void* p, chunk_map::Entry entry, size_t new_size) {
   moved->end = end;
   moved->dirty = std::max(moved->dirty, old_end);
   moved->block = dst + offset;
-  g_live_bytes.fetch_add(end - old_end, std::memory_order_relaxed);
+  count_resize(end - old_end);
   return moved->block;
 }
 
@@ -442,10 +548,10 @@ void postfork_child() {
 }
 
 void fill_stats(hak_stats_t* out) {
-  out->large_spans_live = g_spans_live.load(std::memory_order_relaxed);
-  out->large_cache_hits = g_cache_hits.load(std::memory_order_relaxed);
-  out->large_cache_misses = g_cache_misses.load(std::memory_order_relaxed);
-  out->bytes_in_use += g_live_bytes.load(std::memory_order_relaxed);
+  out->large_spans_live = g_spans_live.load();
+  out->large_cache_hits = g_cache_hits.load();
+  out->large_cache_misses = g_cache_misses.load();
+  out->bytes_in_use += g_live_bytes.load();
 }
 
 }  // namespace hak::large

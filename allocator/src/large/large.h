@@ -4,20 +4,25 @@
 // Glossary: a span is [base, base + reserved): whole 2 MiB granules, base aligned to max(2 MiB,
 // the alignment asked) (so the chunk map names it by granule); the header sits at base, the block
 // at base + offset, its pages end at base + end. A span below 8 MiB is cut from a fresh 8 MiB
-// mapping whose rest is cached. The span cache (64 slots) keeps freed spans (still mapped and
-// registered, block == nullptr) and merges neighbours; a request takes the cached span whose
-// resident pages it reuses best and splits off the rest at a granule boundary, decommitting the
-// span's resident pages past the block's end. Spans above half of HAKMEM_LARGE_CACHE_MB are never
-// cached. Beyond HAKMEM_LARGE_COMMIT_MB of resident cached bytes the oldest cached spans are
-// decommitted (their pages return to the OS, the address range stays), beyond HAKMEM_LARGE_CACHE_MB
-// of cached address space they are unmapped.
+// mapping whose rest is cached. The span cache (64 slots) keeps freed spans as they are (still
+// mapped and registered, block == nullptr): neighbours are not merged on free. A request takes the
+// cached span whose resident pages it reuses best, merged with as many cached spans after it as it
+// needs when it is too small alone, and splits off the rest at a granule boundary; a span of the
+// block's size in granules is taken as it is, so a steady same-size loop costs no merge, split or
+// syscall. A full slot table, or a cache past its byte limit, merges every run of cached
+// neighbours before it evicts. Resident pages more than 64 KiB past a recycled block's end are
+// decommitted. Spans above half of HAKMEM_LARGE_CACHE_MB are never cached. Beyond
+// HAKMEM_LARGE_COMMIT_MB of resident cached bytes the oldest cached spans are decommitted (their
+// pages return to the OS, the address range stays), beyond HAKMEM_LARGE_CACHE_MB of cached address
+// space they are unmapped.
 //
 // Invariants: header->block == the pointer handed out while the span is live, nullptr while it is
 // cached (how free validates a pointer and catches a double free); usable size == end - offset;
-// every granule of the span maps to (kLarge, header); pages at or past base + dirty read as zero;
-// cached bytes <= the cache limit and resident cached bytes <= the commit limit after every cache
-// operation; entries of spans are cleared only under the cache lock (merges read neighbours'
-// headers through the chunk map under it).
+// every granule of the span maps to (kLarge, header); pages at or past base + dirty read as zero
+// (a merged span's dirty end covers the stale headers of the spans it absorbed); cached bytes <=
+// the cache limit and resident cached bytes <= the commit limit after every cache operation;
+// entries of spans are cleared only under the cache lock (merges read neighbours' headers through
+// the chunk map under it).
 #pragma once
 
 #include "common/chunk_map.h"

@@ -1,6 +1,7 @@
 // Large spans on their own (large:: called directly): alignment, the span cache and its bounds,
-// splitting and merging of cached spans (also under contention), zeroing of recycled spans,
-// in-place growth and shrinking, double-free detection, OOM.
+// reuse without syscalls at steady sizes, splitting and lazy merging of cached spans (also under
+// contention), zeroing of recycled and merged spans, in-place growth and shrinking, double-free
+// detection, OOM.
 #include "large/large.h"
 
 #include <gtest/gtest.h>
@@ -61,6 +62,123 @@ TEST(Large, AFreedSpanIsReusedWithoutANewMapping) {
   hak_stats_t after = stats();
   EXPECT_EQ(after.os_map_calls, before.os_map_calls);
   EXPECT_EQ(after.large_cache_hits - before.large_cache_hits, 100u);
+  collect();
+}
+
+// The first 1 MiB block comes from a fresh 8 MiB mapping whose other 6 MiB are cached next to
+// it. Freeing the block must not merge its span with that neighbour, and taking it again must not
+// split it off again or decommit pages: the steady loop costs no syscall.
+TEST(Large, SteadySameSizeReuseMakesNoSyscallMergeOrSplit) {
+  collect();
+  constexpr size_t kSize = 1 << 20;
+  auto* p = static_cast<unsigned char*>(alloc(kSize, 16));
+  ASSERT_NE(p, nullptr);
+  auto* base = chunk_map::lookup(p).owner<unsigned char>();
+  ASSERT_EQ(chunk_map::lookup(base + kChunkSize).owner<unsigned char>(), base + kChunkSize);
+  std::memset(p, 0x44, kSize);
+  span_free(p);
+  hak_stats_t before = stats();
+  for (int i = 0; i < 1000; ++i) {
+    auto* q = static_cast<unsigned char*>(alloc(kSize, 16));
+    ASSERT_EQ(q, p) << i;
+    q[0] = q[kSize - 1] = static_cast<unsigned char>(i);
+    span_free(q);
+    // The cached neighbour is still a span of its own.
+    ASSERT_EQ(chunk_map::lookup(base + kChunkSize).owner<unsigned char>(), base + kChunkSize) << i;
+  }
+  hak_stats_t after = stats();
+  EXPECT_EQ(after.os_decommit_calls, before.os_decommit_calls);
+  EXPECT_EQ(after.os_map_calls, before.os_map_calls);
+  EXPECT_EQ(after.os_unmap_calls, before.os_unmap_calls);
+  EXPECT_EQ(after.large_cache_hits - before.large_cache_hits, 1000u);
+  collect();
+}
+
+// Sizes that need as many granules as the span has: growing ones, and ones that end less than
+// 64 KiB before the previous block did, reuse the span without a syscall either.
+TEST(Large, ReuseAtSimilarSizesMakesNoSyscall) {
+  collect();
+  void* p = alloc(300000, 16);
+  span_free(p);
+  hak_stats_t before = stats();
+  std::vector<size_t> sizes;
+  for (size_t size = 300000; size < (size_t{1} << 20) + 60000; size += 150000)
+    sizes.push_back(size);
+  for (int round = 0; round < 100; ++round) {
+    for (size_t size : {(size_t{1} << 20) + 60000, size_t{1} << 20, (size_t{1} << 20) + 30000}) {
+      sizes.push_back(size);
+    }
+  }
+  for (size_t size : sizes) {
+    auto* q = static_cast<unsigned char*>(alloc(size, 16));
+    ASSERT_EQ(q, p) << size;
+    q[size - 1] = 1;
+    span_free(q);
+  }
+  hak_stats_t after = stats();
+  EXPECT_EQ(after.os_decommit_calls, before.os_decommit_calls);
+  EXPECT_EQ(after.os_map_calls, before.os_map_calls);
+  EXPECT_EQ(after.large_cache_hits - before.large_cache_hits, sizes.size());
+  collect();
+}
+
+size_t first_nonzero(const unsigned char* p, size_t size) {
+  for (size_t i = 0; i < size; ++i) {
+    if (p[i] != 0) return i;
+  }
+  return size;
+}
+
+// Blocks asked for zeros over spans recycled as they were, and over cached spans merged when a
+// request needed them, whose absorbed headers sat inside the new block.
+TEST(Large, ZeroedBlocksFromRecycledAndMergedSpansReadAsZeros) {
+  collect();
+  constexpr size_t kMiB = size_t{1} << 20;
+  auto* p = static_cast<unsigned char*>(alloc(kMiB, 16));
+  auto* base = chunk_map::lookup(p).owner<unsigned char>();
+  std::memset(p, 0xab, kMiB);
+  span_free(p);
+  // Two granules: p's span merged with the cached rest of its mapping, whose header sat at
+  // base + 2 MiB.
+  auto* q = static_cast<unsigned char*>(alloc(3 * kMiB, 16, true));
+  ASSERT_EQ(q, p);
+  EXPECT_EQ(first_nonzero(q, 3 * kMiB), 3 * kMiB);
+  std::memset(q, 0xcd, 3 * kMiB);
+  span_free(q);
+  // The same size again: the same span, dirty all over, as it is.
+  q = static_cast<unsigned char*>(alloc(3 * kMiB, 16, true));
+  ASSERT_EQ(q, p);
+  EXPECT_EQ(first_nonzero(q, 3 * kMiB), 3 * kMiB);
+  std::memset(q, 0xef, 3 * kMiB);
+  span_free(q);
+  // Four granules: q's span merged with the rest split off it, whose header sits at base + 4 MiB.
+  ASSERT_EQ(chunk_map::lookup(base + 4 * kMiB).owner<unsigned char>(), base + 4 * kMiB);
+  q = static_cast<unsigned char*>(alloc(7 * kMiB, 16, true));
+  ASSERT_EQ(q, p);
+  EXPECT_EQ(first_nonzero(q, 7 * kMiB), 7 * kMiB);
+  span_free(q);
+  collect();
+}
+
+// A request too big for any cached span alone takes adjacent freed spans merged, reusing their
+// pages, rather than an untouched span of its size.
+TEST(Large, ARequestTooBigForEachFreedSpanReusesAdjacentOnes) {
+  collect();
+  constexpr size_t kMiB = size_t{1} << 20;
+  auto* a = static_cast<unsigned char*>(alloc(kMiB, 16));  // [0, 2) MiB of a fresh 8 MiB mapping
+  auto* b = static_cast<unsigned char*>(alloc(kMiB, 16));  // [2, 4); [4, 8) stays cached, clean
+  ASSERT_EQ(b, a + 2 * kMiB);
+  std::memset(a, 1, kMiB);
+  std::memset(b, 2, kMiB);
+  span_free(a);
+  span_free(b);
+  hak_stats_t before = stats();
+  auto* c = static_cast<unsigned char*>(alloc(3 * kMiB, 16, true));
+  hak_stats_t after = stats();
+  EXPECT_EQ(c, a);
+  EXPECT_EQ(after.os_map_calls, before.os_map_calls);
+  EXPECT_EQ(first_nonzero(c, 3 * kMiB), 3 * kMiB);
+  span_free(c);
   collect();
 }
 
@@ -137,6 +255,7 @@ TEST(Large, TheCacheIsBoundedByItsByteLimit) {
 // merged while live shows up as a broken fill pattern.
 TEST(Large, SplitAndMergeUnderContentionKeepBlocksApart) {
   collect();
+  const uint64_t live_bytes = stats().bytes_in_use;
   constexpr int kThreads = 4;
   constexpr int kRounds = 300;
   std::vector<std::thread> threads;
@@ -179,7 +298,54 @@ TEST(Large, SplitAndMergeUnderContentionKeepBlocksApart) {
     });
   }
   for (std::thread& thread : threads) thread.join();
+  // The statistics lost no update: every block, resized or not, was counted out.
   EXPECT_EQ(stats().large_spans_live, 0u);
+  EXPECT_EQ(stats().bytes_in_use, live_bytes);
+  collect();
+}
+
+// Threads recycle blocks of a few sizes of one or two granules, mostly taken back as they were
+// freed; a block handed out twice shows up as a broken fill pattern.
+TEST(Large, SameSizeReuseUnderContentionKeepsBlocksApart) {
+  collect();
+  hak_stats_t before = stats();
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 2000;
+  static constexpr size_t kSizes[] = {size_t{1} << 20, (size_t{1} << 20) + 60000,
+                                      (size_t{2} << 20) - 8192, size_t{3} << 20};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([t] {
+      std::vector<std::pair<unsigned char*, size_t>> live;
+      for (int round = 0; round < kRounds; ++round) {
+        size_t size = kSizes[static_cast<size_t>(round * 7 + t) % 4];
+        auto* p = static_cast<unsigned char*>(alloc(size, 16, round % 5 == 0));
+        ASSERT_NE(p, nullptr);
+        if (round % 5 == 0) {
+          ASSERT_EQ(p[size / 2], 0);
+        }
+        auto tag = static_cast<unsigned char>(round * 31 + t);
+        for (size_t j = 0; j < size; j += 4096) p[j] = tag;
+        p[size - 1] = tag;
+        live.emplace_back(p, size);
+        if (live.size() > 2) {
+          auto [q, q_size] = live.front();
+          for (size_t j = 0; j < q_size; j += 4096) ASSERT_EQ(q[j], q[0]) << j;
+          ASSERT_EQ(q[q_size - 1], q[0]);
+          span_free(q);
+          live.erase(live.begin());
+        }
+      }
+      for (auto [p, size] : live) span_free(p);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  hak_stats_t after = stats();
+  EXPECT_EQ(after.large_spans_live, 0u);
+  EXPECT_EQ(after.bytes_in_use, before.bytes_in_use);
+  EXPECT_EQ(after.large_cache_hits + after.large_cache_misses - before.large_cache_hits -
+                before.large_cache_misses,
+            uint64_t{kThreads} * kRounds);
   collect();
 }
 
