@@ -75,7 +75,7 @@ void* route_calloc(size_t count, size_t size) {
   return p;
 }
 
-void* route_realloc(void* p, size_t size) {
+void* route_realloc_slow(void* p, size_t size) {
   if (p == nullptr) return route_malloc(size);
   if (size == 0) {  // glibc's behaviour: free and return NULL
     route_free(p);

@@ -46,6 +46,21 @@ size_t route_usable_size(const void* p);
 // calloc: overflow-checked (NULL + ENOMEM); fresh large spans are not cleared twice.
 void* route_calloc(size_t count, size_t size);
 // realloc with glibc's edge cases: NULL -> malloc, size 0 -> free and NULL, failure leaves p.
-void* route_realloc(void* p, size_t size);
+void* route_realloc_slow(void* p, size_t size);
+// Inline for the common case: a tiny or pool block whose size still fits the new size and is at
+// most twice it stays where it is; a null, foreign or invalid pointer (usable 0) and a size of 0
+// take the slow path, which validates and moves.
+HAK_FAST_PATH void* route_realloc(void* p, size_t size) {
+  size_t usable;
+  if (HAK_LIKELY(tiny::in_arena(p))) {
+    usable = tiny::usable_size(p, tiny::SuperSlab::of(p));
+  } else {
+    chunk_map::Entry entry = chunk_map::lookup(p);
+    usable = entry.kind() == chunk_map::Kind::kPool ? pool::trusted_size(p, entry) : 0;
+  }
+  // size - 1 < usable: size <= usable, and false for a size of 0 (free and NULL) and usable 0.
+  if (HAK_LIKELY(size - 1 < usable && size >= usable / 2)) return p;
+  return route_realloc_slow(p, size);
+}
 
 }  // namespace hak

@@ -213,6 +213,13 @@ HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) {
 // The block size of p (a block of a pool chunk); fatal for a pointer that is not a block start.
 size_t usable_size(const void* p, chunk_map::Entry entry);
 
+// The block size of p as free's fast path trusts it: the class of p's page, unvalidated; 0 where
+// free would take its slow path (no class, or checked mode, where usable_size validates).
+HAK_FAST_PATH size_t trusted_size(const void* p, chunk_map::Entry entry) {
+  uint8_t c = entry.owner<Chunk>()->page_class[page_of(p)];
+  return HAK_LIKELY(c < kClassCount && !detail::g_checked) ? class_size(c) : 0;
+}
+
 // A block of at least size bytes aligned to alignment (<= 4096), or nullptr when no class fits
 // (the caller then uses a large span) or memory runs out (errno = ENOMEM).
 void* alloc_aligned(size_t alignment, size_t size);

@@ -86,10 +86,8 @@ HAK_FAST_PATH void* alloc(size_t size) noexcept {
 
 HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
   const Slab& slab = slab_in(ss, p);
-  uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
-  uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
   Heap* heap = t_heap;
-  if (HAK_UNLIKELY(index >= slab.capacity)) return free_slow(p);
+  if (HAK_UNLIKELY(!starts_block(slab, p))) return free_slow(p);
   // Ours iff the slab's owner cache lies in our heap's cache array (Slab::owner_cache); any other
   // value (another heap, none, a stale one) means the block goes out, not back in the cache.
   ClassCache* list = slab.owner_cache.load(std::memory_order_relaxed);
@@ -107,7 +105,7 @@ HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
 // The block size of p, a pointer into ss (as for free); 0 when p is not the start of a block.
 HAK_FAST_PATH size_t usable_size(const void* p, SuperSlab* ss) {
   const Slab& slab = slab_in(ss, p);
-  return block_index(slab, p) == UINT32_MAX ? 0 : slab.block_size;
+  return starts_block(slab, p) ? slab.block_size : 0;
 }
 void collect();
 void fill_stats(hak_stats_t* out);

@@ -121,6 +121,15 @@ TEST(HakApi, ReallocNullIsMallocAndSizeZeroFrees) {
   ASSERT_NE(p, nullptr);
   EXPECT_GE(hak_usable_size(p), 100u);
   EXPECT_EQ(hak_realloc(p, 0), nullptr);  // freed (glibc's behaviour)
+  void* empty = hak_realloc(nullptr, 0);  // malloc(0): a unique freeable block
+  ASSERT_NE(empty, nullptr);
+  EXPECT_EQ(hak_realloc(empty, 0), nullptr);
+  // Pool and tiny blocks alike: size 0 frees even though it "fits".
+  for (size_t size : {size_t{8}, size_t{5000}}) {
+    void* q = hak_malloc(size);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(hak_realloc(q, 0), nullptr) << size;
+  }
 }
 
 TEST(HakApi, ReallocKeepsTheContentsThroughEveryRange) {
