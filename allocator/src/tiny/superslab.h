@@ -146,7 +146,9 @@ inline SuperSlab* Slab::superslab() const {
 inline constexpr unsigned kArenaShift = 34;
 inline constexpr size_t kArenaBytes = size_t{1} << kArenaShift;  // 16 GiB: 8192 SuperSlabs
 // The base while no arena is reserved (not yet, or refused): in the non-canonical hole of every
-// 48- to 57-bit address space, so that no pointer into memory passes in_arena's test.
+// 48- to 57-bit address space, so that no pointer into memory passes in_arena's test. (Only a
+// garbage pointer into that hole would, and free's header read then faults, as any read of it
+// would; with the arena reserved such a pointer is refused through the chunk map.)
 inline constexpr uintptr_t kNoArena = uintptr_t{1} << 63;
 
 // The whole reservation is mapped readable from the start (zero pages where no SuperSlab is
