@@ -31,7 +31,9 @@ RunResult run_cache_scratch(const RunContext& context) {
     check.after_malloc(object, size);
   }
 
-  run_threads(threads, [&](int index) {
+  run_threads(threads, [&, size](int index) {
+    // size by value: captured by reference it is reloaded after every byte store (a char store
+    // may alias it), a load the write loop is not about.
     void* first = handed[static_cast<std::size_t>(index)];
     check.before_free(first, size);
     std::free(first);
