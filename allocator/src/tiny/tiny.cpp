@@ -259,11 +259,11 @@ void send_foreign(Heap* heap, unsigned cls, Chain& foreign) {
 // ---------------------------------------------------------------------------------------------
 // Refill.
 
+void maintain_heap(Heap* heap);
+
 // The learning rule: every refill or spill of a class is a sign of demand the cache could not
 // absorb, so its batch doubles (up to max_batch); a class whose previous slow path lies kColdTicks
 // of this heap's slow paths back has gone quiet, so its batch halves (down to kMinBatch).
-void maintain_heap(Heap* heap);
-
 void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
   uint32_t tick = ++heap->ticks;
   // Refills, spills and foreign frees all tick: any one of them may be every other tick.
