@@ -34,8 +34,8 @@
 // chains' counts are their lengths and add up, times the class sizes, to stash_bytes;
 // outgoing[c].count == length of its list <= outgoing[c].cap (+1 inside the slow path), every block
 // of class c and of a slab this heap did not own when the block was freed; a heap's slabs have
-// owner == heap and are on exactly one of its lists. Lock order: a heap's slow_lock before the pool
-// lock; whoever holds the pool lock may only try_lock a heap.
+// owner_cache in its caches and are on exactly one of its lists. Lock order: a heap's slow_lock
+// before the pool lock; whoever holds the pool lock may only try_lock a heap.
 #pragma once
 
 #include <atomic>
