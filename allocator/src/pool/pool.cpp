@@ -42,15 +42,6 @@ constexpr size_t kAbandonedSweepLimit = 4;
 constexpr unsigned kDecommitMinClass = 3 * 4 + 3;
 static_assert(class_size(kDecommitMinClass) == 16 * 1024);
 
-struct ClassSizes {
-  uint32_t bytes[kClassCount];
-  constexpr ClassSizes() : bytes() {
-    for (unsigned c = 0; c < kClassCount; ++c) bytes[c] = static_cast<uint32_t>(class_size(c));
-  }
-  constexpr uint32_t operator[](unsigned c) const { return bytes[c]; }
-};
-constexpr ClassSizes kClassSizes;
-
 // Chunk::run_free marks set by a sweep after counting: a run whose blocks are all free, to be
 // recycled, and a bump run still carving, left alone. Neither is a count (at most 51 blocks a run).
 constexpr uint16_t kRunRecycled = UINT16_MAX;

@@ -91,6 +91,16 @@ constexpr ClassTable make_class_table() {
 }
 inline constexpr ClassTable kClassTable = make_class_table();
 
+// class_size(c) as one load, for the paths that hold a class read from a page at run time.
+struct ClassSizes {
+  uint32_t bytes[kClassCount];
+  constexpr ClassSizes() : bytes() {
+    for (unsigned c = 0; c < kClassCount; ++c) bytes[c] = static_cast<uint32_t>(class_size(c));
+  }
+  constexpr uint32_t operator[](unsigned c) const { return bytes[c]; }
+};
+inline constexpr ClassSizes kClassSizes;
+
 // size in [kMinSize, kPoolMaxSize].
 HAK_FAST_PATH unsigned class_of(size_t size) {
   return kClassTable.by_256[(size - 1) >> 8];
@@ -217,7 +227,7 @@ size_t usable_size(const void* p, chunk_map::Entry entry);
 // free would take its slow path (no class, or checked mode, where usable_size validates).
 HAK_FAST_PATH size_t trusted_size(const void* p, chunk_map::Entry entry) {
   uint8_t c = entry.owner<Chunk>()->page_class[page_of(p)];
-  return HAK_LIKELY(c < kClassCount && !detail::g_checked) ? class_size(c) : 0;
+  return HAK_LIKELY(c < kClassCount && !detail::g_checked) ? kClassSizes[c] : 0;
 }
 
 // A block of at least size bytes aligned to alignment (<= 4096), or nullptr when no class fits
