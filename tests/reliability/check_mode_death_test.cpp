@@ -187,9 +187,10 @@ TEST(CheckModeDeathTest, WriteAfterFreeLinkingToLiveBlock) {
   hak_free(live);
 }
 
-TEST(CheckModeDeathTest, WriteAfterRemoteFreeCorruptsRemoteList) {
-  // The block goes onto its slab's remote list (freed by another thread); the write after that
-  // free smashes the remote list, which the owner drains when it allocates again.
+TEST(CheckModeDeathTest, WriteAfterRemoteFreeIsCaughtWhenDrained) {
+  // The block is marked in its slab's remote bitmap (freed by another thread) and poisoned; the
+  // write after that free breaks the poison, which the owner checks when it drains the bitmap on
+  // allocating again.
   void* p = hak_malloc(128);
   ASSERT_NE(p, nullptr);
   EXPECT_DEATH(

@@ -72,7 +72,7 @@ using namespace stress;
 
 // After a cross-thread run whose threads have all exited and whose blocks are all freed, a
 // collect gives back everything: bytes in use return to where they were, and no more SuperSlabs
-// stay live than before. A lost remote free (a block pushed onto a remote list that nobody ever
+// stay live than before. A lost remote free (a block marked in a remote bitmap that nobody ever
 // sees again) keeps its slab "used" forever and fails this.
 TEST(CollectWhileBusy, EverythingFreedIsAccountedFor) {
   hak_collect();

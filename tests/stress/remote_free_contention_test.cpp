@@ -1,9 +1,9 @@
 // Remote-free contention, run with HAKMEM_CHECK=1 (set in main() before hakmem reads its
-// options). In check mode the per-thread caches are off, so every cross-thread free is one push
-// onto the slab's remote list: several threads push onto the same lists at once while the owner
-// keeps allocating (and so draining those lists). A push that is not one atomic read-modify-write
+// options). In check mode the per-thread caches are off, so every cross-thread free is one mark
+// in the slab's remote bitmap: several threads set bits of the same words at once while the owner
+// keeps allocating (and so draining those words). A mark that is not one atomic read-modify-write
 // loses blocks (they stay "used" for ever: the accounting check at the end fails) or resurrects a
-// drained chain (a block handed out twice: check mode aborts, or a pattern check fails).
+// drained one (a block handed out twice: check mode aborts, or a pattern check fails).
 #include <gtest/gtest.h>
 
 #include <atomic>

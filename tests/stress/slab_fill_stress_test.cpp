@@ -96,7 +96,7 @@ TEST(SlabFill, EveryClassPastSeveralSlabsNoOverlap) {
         held[t] = std::move(keep);
         filled.arrive_and_wait();
         // Free the neighbour's blocks (remote frees into full slabs), then fill again: the freed
-        // blocks come back through the remote lists.
+        // blocks come back through the remote bitmaps.
         for (auto& b : held[(t + 1) % threads]) check_and_free(b, "remote free after fill");
         std::vector<Block> again = fill_every_class(rng, sizes);
         for (auto& b : again) check_and_free(b, "second fill");

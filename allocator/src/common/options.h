@@ -9,7 +9,8 @@
 namespace hak {
 
 enum class BgSpillMode : uint8_t {
-  // The default: foreign blocks go straight to their slabs' remote lists, one CAS per run of one
+  // The default: foreign blocks go straight to their slabs' remote bitmaps, one fetch_or per word
+  // of a run of one
   // slab. Measured against kInline (docs/performance.md): producer-consumer at 4 and 8 threads
   // twice as fast, bg-spill and Larson at 8 threads 10-20% faster; nothing measurably slower.
   kOff,

@@ -13,7 +13,7 @@
 //    a class whose previous slow path lies kColdTicks of the heap's slow paths back halves it.
 //    Bounds: kMinBatch = 4 to max_batch(cls) = min(128, max(16, 16 KiB / size)) blocks, so one
 //    class's cache holds at most 2 * max_batch blocks (256 of 8..128 B, 32 of 1 KiB).
-//  - sweep: every 64 slow paths a heap drains the remote lists of a few of its full slabs, so
+//  - sweep: every 64 slow paths a heap drains the remote bitmaps of a few of its full slabs, so
 //    slabs emptied by other threads go back to the pool while the owner allocates other classes.
 //
 //  - stash: whole caches that overflowed, per class, kept as they were linked (null-terminated
@@ -26,7 +26,7 @@
 //    home (a LIFO list with count and cap = batch, pushed by free's fast path like the cache).
 //    They are never handed out again here (reusing another thread's block puts this thread's
 //    writes on the owner's cache lines: passive false sharing); a full list leaves as one chain
-//    (spill queue, or the slabs' remote lists).
+//    (spill queue, or the slabs' remote bitmaps).
 //
 // Invariants: cache[c].count == length of cache[c].head's list <= cache[c].cap (+1 inside the
 // free slow path); every block on it is of class c, freed by this thread into one of its own

@@ -205,7 +205,7 @@ void assign_locked(Slab* slab, Heap* heap, unsigned cls) {
   ++g_slabs_per_class[cls];
 }
 
-// Drains an abandoned slab's remote list; an emptied slab goes back to the pool. Returns true if
+// Drains an abandoned slab's remote bitmap; an emptied slab goes back to the pool. Returns true if
 // the slab was released.
 bool reclaim_if_empty_locked(Slab* slab) {
   drain_remote(slab, kDebugChecks || options().check);
@@ -272,9 +272,8 @@ Slab* acquire_locked(Heap* heap, unsigned cls) {
 }
 
 void release_locked(Slab* slab) {
-  HAK_DEBUG_CHECK(slab->used.load(std::memory_order_relaxed) == 0 &&
-                      slab->remote.load(std::memory_order_relaxed) == nullptr &&
-                      list_length(slab->free) == slab->carved,
+  HAK_DEBUG_CHECK(slab->used.load(std::memory_order_relaxed) == 0 && !has_remote(slab) &&
+                      remote_marked(slab) == 0 && list_length(slab->free) == slab->carved,
                   "slab %p of class %u released while in use", slab->area(), slab->cls);
   --g_slabs_per_class[slab->cls];
   // capacity 0: no pointer into this slab validates until it serves a class again.

@@ -27,7 +27,7 @@ class Guard {
 // Under the lock: a slab of class cls owned by heap (on none of its lists), or nullptr with
 // errno = ENOMEM.
 Slab* acquire_locked(Heap* heap, unsigned cls);
-// Under the lock: slab has used == 0 and an empty remote list; it becomes empty, in the pool.
+// Under the lock: slab has used == 0 and a clear remote bitmap; it becomes empty, in the pool.
 void release_locked(Slab* slab);
 // Under the lock: slab's owner is exiting; the slab waits in the pool with its class.
 void abandon_locked(Slab* slab);

@@ -1,5 +1,5 @@
 // Internal helpers of the tiny part shared by the front (tiny.cpp) and the pool (pool.cpp):
-// intrusive rings and the two halves of a slab's remote list.
+// intrusive rings and the two halves of a slab's remote bitmap.
 #pragma once
 
 #include <atomic>
@@ -50,44 +50,104 @@ inline bool plausible_block(const void* block, unsigned cls) {
   return (cls == kAnyClass || slab.cls == cls) && block_index(slab, block) != UINT32_MAX;
 }
 
-// Producer side: pushes the chain head..tail with one CAS. The caller must not touch the slab
-// afterwards (it may become empty and be unmapped as soon as the owner drains the push).
-inline void remote_push(Slab* slab, void* head, void* tail, uint32_t count) {
-  slab->remote_count.fetch_add(count, std::memory_order_relaxed);
-  void* old = slab->remote.load(std::memory_order_relaxed);
-  do {
-    next_of(tail) = old;
-    // Release: the chain's links (and the program's writes to the blocks) are visible to the
-    // consumer, whose exchange acquires. Relaxed on failure: we only retry with the new head.
-  } while (!slab->remote.compare_exchange_weak(old, head, std::memory_order_release,
-                                               std::memory_order_relaxed));
+// The remote bitmap of slab (superslab.h).
+inline std::atomic<uint64_t>* remote_bits(const Slab* slab) {
+  return slab->superslab()->remote_bits[slab->index];
 }
 
-// Consumer side (the holder of the owner heap's slow_lock, or the pool lock holder for an
-// abandoned slab): moves every remotely freed block onto the free list. Returns how many.
-inline uint32_t drain_remote(Slab* slab, bool check) {
-  // Relaxed pre-check avoids a write to a shared line when nothing was pushed.
-  if (slab->remote.load(std::memory_order_relaxed) == nullptr) return 0;
-  // Acquire pairs with the producers' release CAS: their links are visible.
-  void* chain = slab->remote.exchange(nullptr, std::memory_order_acquire);
-  if (chain == nullptr) return 0;
-  uint32_t n = 1;
-  void* tail = chain;
-  for (;;) {
-    void* next = next_of(tail);
-    if (next == nullptr) break;
-    if (check && !in_slab(next, slab)) {
-      // tail was freed, then written: its link no longer points into the slab.
-      fatal(
-          "remote free list of a slab of class %u (%u bytes) is corrupt: block %p was written "
-          "after free (link %p)",
-          slab->cls, slab->block_size, tail, next);
+// Relaxed: a hint for whether drain_remote would find anything (it acquires what it takes).
+inline bool has_remote(const Slab* slab) {
+  return slab->remote_count.load(std::memory_order_relaxed) != 0;
+}
+
+// Check mode fills a remotely freed block with this byte; the drain finds any write after free.
+inline constexpr unsigned char kRemotePoison = 0xdb;
+
+[[noreturn]] HAK_SLOW_PATH void report_remote_double_free_fatal(const void* block,
+                                                                const Slab* slab);
+HAK_SLOW_PATH void report_remote_double_free(const void* block, const Slab* slab);
+
+// Producer side: marks `count` blocks of slab as freed, following their links from head (so every
+// link is read before the block's bit is set, after which the owner may hand it out again). One
+// fetch_or per bitmap word the blocks fall in (a run freed in a burst shares a few), each after
+// remote_count grew by its bits. A block whose bit is already set is a double free: reported and
+// left out. The caller must not touch the slab afterwards (it may become empty and be unmapped as
+// soon as the owner drains the last word). check (debug builds, HAKMEM_CHECK): poison the blocks.
+inline void remote_push(Slab* slab, void* head, uint32_t count, bool check) {
+  std::atomic<uint64_t>* words = remote_bits(slab);
+  auto publish = [&](uint32_t word, uint64_t bits) {
+    // Relaxed: a block whose bit is set now is free and not yet drained, so freeing it again is a
+    // double free (no false alarm; a racing drain may only hide one).
+    if (uint64_t twice = words[word].load(std::memory_order_relaxed) & bits; twice != 0) {
+      char* block =
+          slab->area() +
+          (size_t{word} * 64 + static_cast<unsigned>(__builtin_ctzll(twice))) * slab->block_size;
+      if (check) report_remote_double_free_fatal(block, slab);
+      report_remote_double_free(block, slab);
+      bits &= ~twice;
+      if (bits == 0) return;
     }
-    tail = next;
-    ++n;
+    slab->remote_count.fetch_add(static_cast<uint32_t>(__builtin_popcountll(bits)),
+                                 std::memory_order_relaxed);
+    // Release: the program's writes to the blocks are visible to the drainer, whose exchange
+    // acquires.
+    words[word].fetch_or(bits, std::memory_order_release);
+  };
+  uint32_t word = UINT32_MAX;
+  uint64_t bits = 0;
+  void* block = head;
+  for (uint32_t i = 0; i < count; ++i) {
+    void* next = next_of(block);
+    uint32_t index = block_index(*slab, block);
+    if (check) __builtin_memset(block, kRemotePoison, slab->block_size);
+    if (index / 64 != word) {
+      if (bits != 0) publish(word, bits);
+      word = index / 64;
+      bits = 0;
+    }
+    bits |= uint64_t{1} << (index % 64);
+    block = next;
   }
-  next_of(tail) = slab->free;
-  slab->free = chain;
+  if (bits != 0) publish(word, bits);
+}
+
+[[noreturn]] HAK_SLOW_PATH void report_written_after_remote_free(const void* block,
+                                                                 const Slab* slab);
+
+// Consumer side (the holder of the owner heap's slow_lock, or the pool lock holder for an
+// abandoned slab): moves every block marked in the remote bitmap onto the free list, in address
+// order. Returns how many. check: verify the poison of remote_push.
+inline uint32_t drain_remote(Slab* slab, bool check) {
+  // Relaxed pre-check avoids touching the bitmap when nothing was freed remotely.
+  if (!has_remote(slab)) return 0;
+  std::atomic<uint64_t>* words = remote_bits(slab);
+  const uint32_t size = slab->block_size;
+  char* const area = slab->area();
+  void* free = slab->free;
+  uint32_t n = 0;
+  // Only carved blocks can have been freed; from the top down, so the list ends up ascending.
+  for (uint32_t word = (slab->carved + 63) / 64; word-- > 0;) {
+    if (words[word].load(std::memory_order_relaxed) == 0) continue;
+    // Acquire pairs with the producers' release fetch_or: their writes to the blocks are visible.
+    uint64_t bits = words[word].exchange(0, std::memory_order_acquire);
+    n += static_cast<uint32_t>(__builtin_popcountll(bits));
+    while (bits != 0) {
+      unsigned top = 63 - static_cast<unsigned>(__builtin_clzll(bits));
+      bits &= ~(uint64_t{1} << top);
+      char* block = area + (size_t{word} * 64 + top) * size;
+      if (check) {
+        for (uint32_t i = 0; i < size; ++i) {
+          if (static_cast<unsigned char>(block[i]) != kRemotePoison) {
+            report_written_after_remote_free(block, slab);
+          }
+        }
+      }
+      next_of(block) = free;
+      free = block;
+    }
+  }
+  if (n == 0) return 0;
+  slab->free = free;
   slab->remote_count.fetch_sub(n, std::memory_order_relaxed);
   HAK_DEBUG_CHECK(slab->used.load(std::memory_order_relaxed) >= n,
                   "slab %p of class %u: %u remote frees but only %u blocks used", slab->area(),
@@ -102,14 +162,26 @@ inline uint32_t list_length(void* head) {
   return n;
 }
 
+// Blocks marked in slab's remote bitmap.
+inline uint32_t remote_marked(const Slab* slab) {
+  uint32_t n = 0;
+  for (uint32_t word = 0; word < kBitmapWords; ++word) {
+    // Acquire: a bit seen set brings its freer's earlier rise of remote_count with it.
+    n += static_cast<uint32_t>(
+        __builtin_popcountll(remote_bits(slab)[word].load(std::memory_order_acquire)));
+  }
+  return n;
+}
+
 // The count invariant (superslab.h). Exact for the owner (or the pool lock holder of an abandoned
-// slab); other threads may push to the remote list meanwhile, which only lengthens it.
+// slab); other threads may free into the slab meanwhile, each raising remote_count before it sets
+// its bits, so the bits are counted first.
 inline bool slab_counts_consistent(const Slab* slab) {
   uint32_t used = slab->used.load(std::memory_order_relaxed);
-  // Acquire: the links of pushed chains are visible before we walk them.
-  uint32_t remote = list_length(slab->remote.load(std::memory_order_acquire));
+  uint32_t marked = remote_marked(slab);
+  uint32_t pending = slab->remote_count.load(std::memory_order_relaxed);
   return slab->carved <= slab->capacity && used == slab->carved - list_length(slab->free) &&
-         remote <= used;
+         marked <= pending && pending <= used;
 }
 
 }  // namespace hak::tiny

@@ -2,9 +2,10 @@
 //
 // Glossary
 //  - SuperSlab: 2 MiB of address space aligned to 2 MiB (one chunk-map granule, entry (kTiny,
-//    SuperSlab*)). It is cut into kSlabsPerSuperSlab slabs of 64 KiB; slab 0 holds this header
-//    (the metadata of all slabs plus the debug bitmap), slabs 1..31 hold blocks. So a block's slab
-//    is arithmetic: index = (p - superslab) >> 16, and every block area is 64 KiB-aligned.
+//    SuperSlab*)). It is cut into
+//    kSlabsPerSuperSlab slabs of 64 KiB; slabs 0 and 1 hold this header (the metadata of all slabs,
+//    their remote bitmaps and the debug bitmap), slabs 2..31 hold blocks. So a block's slab is
+//    arithmetic: index = (p - superslab) >> 16, and every block area is 64 KiB-aligned.
 //  - slab: 64 KiB serving one size class at a time; its blocks sit at multiples of the class size
 //    from the start of the slab (capacity = 64 KiB / size). A slab is empty (in the shared pool,
 //    no class), owned (by one thread's heap) or abandoned (its owner exited; it waits, with its
@@ -14,9 +15,13 @@
 //    that heap's slow_lock (the owner in a slow path, or a thread tidying an idle heap) touches
 //    the slab's `free` list, `carved` and `used` (for abandoned slabs: whoever holds the pool
 //    lock).
-//  - remote list: an atomic MPSC stack of blocks freed into the slab by anyone other than its
-//    owner. Producers push a chain with one CAS; the consumer takes everything with one exchange,
-//    so there is no ABA (the consumer never pops a single element from under a producer).
+//  - remote bitmap: one bit per block, set while the block was freed by anyone other than the
+//    slab's owner and not yet drained (remote_count counts them, raised before the bits are set).
+//    Producers set a word's bits with one fetch_or; the drainer takes a word with one exchange
+//    and links its blocks onto the free list itself. Neither side reads a link the other wrote:
+//    a remote free leaves the block's memory alone, so its cache lines do not travel to the
+//    owner's core one dependent load at a time, as a linked remote list made them (drained by
+//    chasing links written on another core).
 //  - spill: a thread cache that overflows sends its excess out as chains (heap.h, tiny.cpp).
 //  - arena: one reservation of address space (kArenaBytes) that SuperSlabs are cut from, so that
 //    free recognises a tiny block by one range test instead of a chunk-map look-up. All of it is
@@ -27,20 +32,21 @@
 //
 // The count invariant of a slab (checked in debug builds whenever a slab changes hands, and by
 // testing::census):
-//    used == carved - |free|,   |remote| <= used,   carved <= capacity,
+//    used == carved - |free|,   |remote bits| <= remote_count <= used,   carved <= capacity,
 // where `used` counts the blocks that are not on the owner's free list: held by the program,
-// sitting in any thread's cache or in a spill queue, or pushed onto the remote list and not yet
+// sitting in any thread's cache or in a spill queue, or marked in the remote bitmap and not yet
 // drained (draining moves them to `free` and subtracts them). A slab may be returned to the pool
-// only with used == 0 (so its remote list is empty too).
+// only with used == 0 (so its remote bitmap is clear and remote_count 0 too).
 //
 // Why no lock-free reader touches freed memory. SuperSlab headers live inside the SuperSlab, so
 // returning it frees its metadata; this is safe because a SuperSlab is returned only (a) under
-// the pool lock, (b) when all its slabs are empty (used == 0, not owned, remote list drained),
+// the pool lock, (b) when all its slabs are empty (used == 0, not owned, remote bitmap drained),
 // (c) after its chunk-map entry was cleared; and one in the arena is never unmapped, only
 // emptied of its pages, so even a stale or wild pointer's range test and header read cannot fault.
-// The lock-free readers are: a thread freeing a block (reads the slab's class fields, then pushes
-// to the remote list or a spill queue) — it holds a live block, so `used` > 0 and the slab cannot
-// be empty until its push is drained, and it never touches the slab after its successful CAS; a
+// The lock-free readers are: a thread freeing a block (reads the slab's class fields, then marks
+// it in the remote bitmap or pushes it to a spill queue) — it holds a live block, so `used` > 0
+// and the slab cannot be empty until its mark is drained, and it never touches the slab after
+// its last fetch_or; a
 // thread draining a spill queue — every block in a queue still counts in its slab's `used`; the
 // owner — a slab in the pool has no owner. Chunk-map leaves are never unmapped, so a stale lookup
 // cannot fault. Heaps are recycled, never unmapped.
@@ -56,9 +62,10 @@ namespace hak::tiny {
 
 inline constexpr unsigned kSlabShift = 16;
 inline constexpr size_t kSlabSize = size_t{1} << kSlabShift;
-inline constexpr unsigned kSlabsPerSuperSlab = kChunkSize / kSlabSize;  // 32; slab 0 = header
-inline constexpr unsigned kFirstBlockSlab = 1;
+inline constexpr unsigned kSlabsPerSuperSlab = kChunkSize / kSlabSize;  // 32; slabs 0, 1 = header
+inline constexpr unsigned kFirstBlockSlab = 2;
 inline constexpr uint32_t kMaxBlocksPerSlab = kSlabSize / kClassSizes[0];
+inline constexpr uint32_t kBitmapWords = kMaxBlocksPerSlab / 64;
 static_assert(kSlabsPerSuperSlab <= 32, "empty-slab masks are 32 bits");
 
 struct Heap;
@@ -97,11 +104,12 @@ struct alignas(4 * kCacheLine) Slab {
   Slab* next = nullptr;  // owner's avail/full list, or the pool's abandoned list
   Slab* prev = nullptr;
 
-  // Line 3: the remote list, apart from what the owner writes, so pushers do not false-share.
-  alignas(kCacheLine) std::atomic<void*> remote{nullptr};
-  // Blocks pushed and not yet drained (stats only: bytes_in_use excludes them). Relaxed RMW,
-  // added before the push (after it the slab may already be gone), subtracted by the drainer.
-  std::atomic<uint32_t> remote_count{0};
+  // Line 3: apart from what the owner writes, so remote freers do not false-share with it.
+  // Blocks marked in the remote bitmap, or about to be, and not yet drained: non-zero tells the
+  // owner there is something to drain, and bytes_in_use excludes them. Relaxed RMW: raised
+  // before the bits it counts are set (after that the slab may already be gone), lowered by the
+  // drainer by as many bits as it took.
+  alignas(kCacheLine) std::atomic<uint32_t> remote_count{0};
 
   char* area() const;  // first block
   SuperSlab* superslab() const;
@@ -123,15 +131,20 @@ class SuperSlab {
   uint64_t empty_since_ms = 0;    // when empty_count reached its maximum
   bool in_list = false;
 
+  // The remote bitmaps (bit i of slab s: block i freed remotely, not yet drained). Only the
+  // words of slabs that receive remote frees are ever touched, so committed.
+  alignas(kCacheLine) std::atomic<uint64_t> remote_bits[kSlabsPerSuperSlab][kBitmapWords];
+
   // Debug builds and HAKMEM_CHECK: one bit per block, set while the program holds the block.
   // Untouched (so never committed) otherwise.
-  alignas(kCacheLine) std::atomic<uint64_t> live_bits[kSlabsPerSuperSlab][kMaxBlocksPerSlab / 64];
+  alignas(kCacheLine) std::atomic<uint64_t> live_bits[kSlabsPerSuperSlab][kBitmapWords];
 
   static SuperSlab* of(const void* p) {
     return reinterpret_cast<SuperSlab*>(align_down(reinterpret_cast<uintptr_t>(p), kChunkSize));
   }
 };
-static_assert(sizeof(SuperSlab) <= kSlabSize, "the header must fit in slab 0");
+static_assert(sizeof(SuperSlab) <= kFirstBlockSlab * kSlabSize,
+              "the header must fit in the slabs before the first block slab");
 
 inline constexpr uint32_t kBlockSlabs = kSlabsPerSuperSlab - kFirstBlockSlab;
 inline constexpr uint32_t kAllBlockSlabsMask = ~uint32_t{0} << kFirstBlockSlab;

@@ -132,8 +132,9 @@ void local_free(Heap* heap, Slab* slab, void* head, void* tail, uint32_t count) 
     ring_push_back(heap->avail[cls], slab);
     slab->list = SlabList::kAvail;
   }
-  // Relaxed: a hint. When every block still counted is on (or on its way to) the remote list, the
-  // slab may be empty: drain it now, as an available slab is not swept (sweep_full_slabs).
+  // Relaxed: a hint. When every block still counted is marked (or about to be) in the remote
+  // bitmap, the slab may be empty: drain it now, as an available slab is not swept
+  // (sweep_full_slabs).
   if (used != 0 && used == slab->remote_count.load(std::memory_order_relaxed)) {
     used -= drain_remote(slab, marking());
   }
@@ -185,8 +186,8 @@ uint32_t for_each_run(void*& chain, uint32_t limit, Visit visit) {
 }
 
 // Sends a chain (null-terminated) home: blocks of heap's slabs locally, the others onto their
-// slabs' remote lists, one CAS per run of blocks of the same slab. heap may be null (no heap).
-// Returns the number of blocks.
+// slabs' remote bitmaps, one fetch_or per bitmap word of a run of one slab. heap may be null (no
+// heap). Returns the number of blocks.
 uint32_t route_blocks(Heap* heap, void* chain) {
   // Runs of one slab stay open across the chain: blocks of a few slabs often arrive interleaved.
   struct Open {
@@ -198,7 +199,7 @@ uint32_t route_blocks(Heap* heap, void* chain) {
   uint32_t remote = 0;
   auto flush = [&](Open& run) {
     // The slab is not touched after this.
-    remote_push(run.slab, run.chain.head, run.chain.tail, run.chain.count);
+    remote_push(run.slab, run.chain.head, run.chain.count, marking());
     remote += run.chain.count;
   };
   uint32_t total = for_each_run(chain, kWholeChain, [&](Slab* slab, Chain& run) {
@@ -243,7 +244,7 @@ void publish_count(Heap* heap, unsigned cls) {
 }
 
 // Blocks of other heaps' slabs leave as one chain: onto the class's spill queue (thread and
-// inline modes), or onto their slabs' remote lists, one CAS per run of one slab (off mode).
+// inline modes), or into their slabs' remote bitmaps (off mode).
 void send_foreign(Heap* heap, unsigned cls, Chain& foreign) {
   if (foreign.count == 0) return;
   BgSpillMode mode = options().bg_spill;
@@ -333,8 +334,9 @@ HAK_SLOW_PATH Slab* next_slab_slow(Heap* heap, unsigned cls) {
   for (unsigned i = 0; i < kFullScan && full != nullptr; ++i) {
     Slab* slab = full;
     full = slab->next;  // rotate, so the next scan starts where this one stopped
-    // Relaxed: a hint; drain_remote acquires.
-    if (slab->remote.load(std::memory_order_relaxed) != nullptr) {
+    // Drained here, not just tested: remote_count may count a free whose bits are not set yet
+    // (its thread preempted in between), and a slab that gives nothing must not be picked again.
+    if (drain_remote(slab, marking()) != 0) {
       ring_remove(full, slab);
       ring_push_front(heap->avail[cls], slab);
       slab->list = SlabList::kAvail;
@@ -394,9 +396,7 @@ void sweep_full_slabs(Heap* heap) {
     for (unsigned i = 0; i < kSweepSlabs && full != nullptr; ++i, ++looked) {
       Slab* slab = full;
       full = slab->next;
-      // Relaxed: a hint; drain_remote acquires.
-      if (slab->remote.load(std::memory_order_relaxed) == nullptr) continue;
-      drain_remote(slab, check);
+      if (drain_remote(slab, check) == 0) continue;
       ring_remove(full, slab);
       if (slab->used.load(std::memory_order_relaxed) == 0) {
         slab->list = SlabList::kNone;
@@ -584,7 +584,7 @@ struct TidiedSlabs {
   Slab* spare = nullptr;  // with free blocks, given away: to abandon to the pool
 };
 
-// Drains the remote lists of all of heap's slabs (the caller holds its slow_lock) and unlinks the
+// Drains the remote bitmaps of all of heap's slabs (the caller holds its slow_lock) and unlinks the
 // empty ones. Slabs with free blocks stay available, or, with give_away (an idle heap), are
 // unlinked too, for threads that allocate to adopt. Full slabs stay full.
 TidiedSlabs tidy_slabs(Heap* heap, bool give_away) {
@@ -775,8 +775,7 @@ void free_direct(Heap* heap, Slab* slab, void* block) {
     local_free(heap, slab, block, block, 1);
     return;
   }
-  next_of(block) = nullptr;
-  remote_push(slab, block, block, 1);
+  remote_push(slab, block, 1, marking());
   if (heap != nullptr) {
     bump(heap->counters.remote_frees);
   } else {
@@ -843,6 +842,22 @@ void ensure_bg_thread() {
 }
 
 }  // namespace
+
+void report_remote_double_free_fatal(const void* block, const Slab* slab) {
+  fatal("double free of %p (tiny class %u, %u-byte blocks): already freed by another thread", block,
+        slab->cls, slab->block_size);
+}
+
+void report_remote_double_free(const void* block, const Slab* slab) {
+  if (kDebugChecks) report_remote_double_free_fatal(block, slab);
+  log_message("free(%p): double free (tiny class %u): already freed by another thread; ignored",
+              block, slab->cls);
+}
+
+void report_written_after_remote_free(const void* block, const Slab* slab) {
+  fatal("tiny block %p (class %u, %u-byte blocks) was written after another thread freed it", block,
+        slab->cls, slab->block_size);
+}
 
 // A heap whose owner took no slow path since the previous look may hold slabs that other threads'
 // frees emptied or thinned, with nobody to notice: a thread that allocated and now waits (Larson's
@@ -1008,8 +1023,8 @@ void fill_stats(hak_stats_t* out) {
       for (unsigned i = kFirstBlockSlab; i < kSlabsPerSuperSlab; ++i) {
         const Slab& slab = ss->slabs[i];
         if (slab.state == SlabState::kOwned || slab.state == SlabState::kAbandoned) {
-          // Blocks pushed onto the remote list are free, though `used` counts them until the
-          // owner drains them.
+          // Blocks freed remotely are free, though `used` counts them until the owner drains
+          // them.
           uint32_t used = slab.used.load(std::memory_order_relaxed);
           uint32_t remote = slab.remote_count.load(std::memory_order_relaxed);
           used_bytes += uint64_t{used > remote ? used - remote : 0} * slab.block_size;
@@ -1066,7 +1081,7 @@ Census census() {
       }
       bool ok = slab.state == SlabState::kEmpty
                     ? slab.used.load(std::memory_order_relaxed) == 0 && slab.capacity == 0 &&
-                          slab.remote.load(std::memory_order_relaxed) == nullptr
+                          !has_remote(&slab) && remote_marked(&slab) == 0
                     : (exact ? slab_counts_consistent(&slab)
                              : slab.carved <= slab.capacity &&
                                    slab.used.load(std::memory_order_relaxed) <= slab.carved);

@@ -23,7 +23,7 @@
 // other threads' slabs are never reused here: the thread would write into cache lines its owner
 // uses (passive false sharing, as in Hoard's cache-scratch). Everything else is in tiny.cpp:
 //  - refill (cache empty): the class's stash first (a batch of the newest stashed chain), then its
-//    spill queue (HAKMEM_BG_SPILL=inline), then the current slab (its remote list drained with one
+//    spill queue (HAKMEM_BG_SPILL=inline), then the current slab (its remote bitmap drained, one
 //    exchange, then its free list, then carving), then a full slab that received remote frees, then
 //    the pool (pool.h).
 //  - foreign free (the block's slab is not this thread's): the fast path pushes it on the heap's
@@ -31,11 +31,11 @@
 //    spill's foreign blocks (below).
 //  - spill (cache over its cap): the whole cache goes into the class's stash (heap.h) while the
 //    stash has room; else the oldest blocks leave; blocks of the thread's own slabs go
-//    back to their free lists (no atomics); the others go onto their slabs' remote lists (one CAS
-//    per run of blocks of one slab; HAKMEM_BG_SPILL=off, the default) or as one chain onto the
-//    class's spill queue (one CAS; inline and thread modes). Spill queues are emptied by the next
-//    refill of the class (inline), by a background thread every 1-50 ms (thread), and by slab
-//    acquisitions and thread exits when nobody touched them since the last look.
+//    back to their free lists (no atomics); the others are marked in their slabs' remote bitmaps
+//    (one fetch_or per run of blocks of one slab; HAKMEM_BG_SPILL=off, the default) or as one chain
+//    onto the class's spill queue (one CAS; inline and thread modes). Spill queues are emptied by
+//    the next refill of the class (inline), by a background thread every 1-50 ms (thread), and by
+//    slab acquisitions and thread exits when nobody touched them since the last look.
 //  - thread exit (pthread key destructor): caches and stashes flushed home, empty slabs to the
 //  pool, the
 //    others abandoned to it; later calls on that thread use a shared, locked orphan heap.

@@ -58,8 +58,11 @@ TEST(TinySizeClasses, BatchBoundsAreSane) {
   }
 }
 
-TEST(TinyLayout, HeaderFitsInSlabZeroAndSlabsAreSixtyFourKiB) {
-  EXPECT_LE(sizeof(SuperSlab), kSlabSize);
+TEST(TinyLayout, HeaderFitsBeforeTheFirstBlockSlabAndSlabsAreSixtyFourKiB) {
+  EXPECT_LE(sizeof(SuperSlab), kFirstBlockSlab * kSlabSize);
+  EXPECT_GT(sizeof(SuperSlab), (kFirstBlockSlab - 1) * kSlabSize) << "a header slab is unused";
+  // One remote bit per block of the smallest class.
+  EXPECT_GE(kBitmapWords * 64, kSlabSize / kClassSizes[0]);
   EXPECT_EQ(kSlabsPerSuperSlab * kSlabSize, hak::kChunkSize);
   EXPECT_EQ(sizeof(Slab) % hak::kCacheLine, 0u);
 }

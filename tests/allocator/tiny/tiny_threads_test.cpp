@@ -307,7 +307,7 @@ TEST(TinyThreads, SlabsEmptiedByRemoteFreesLeaveAnOwnerBusyElsewhere) {
     // but would make a count taken after the frees depend on timing.
     held_after_alloc = stats().tiny_slabs_per_class[c64];
     // Freed by short threads, a few each: their caches never spill, their exits send the blocks
-    // home onto the slabs' remote lists.
+    // home into the slabs' remote bitmaps.
     for (size_t first = 0; first < blocks.size(); first += 10) {
       std::thread([&, first] {
         for (size_t i = first; i < first + 10 && i < blocks.size(); ++i) hak_free(blocks[i]);
