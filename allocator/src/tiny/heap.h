@@ -19,7 +19,8 @@
 //  - stash: whole caches that overflowed, per class, kept as they were linked (null-terminated
 //    chains with their counts) so that a spill and the next refill of the class cost no walk over
 //    the blocks: a burst of frees stashes its blocks a cache at a time, and the burst of mallocs
-//    that follows takes them back a batch at a time (one walk of a batch to cut it). Bounded by
+//    that follows takes them back a chain at a time (a chain is an overflowing cache but for its
+//    newest block, so cap blocks: a refill takes it whole, with no walk). Bounded by
 //    kStashDepth chains a class and kStashBytes a heap (beyond them a spill sends blocks home as
 //    before); a chain not taken back within kColdTicks slow paths of the heap is sent home.
 //  - outgoing: blocks of other threads' slabs that this thread freed, per class, on their way

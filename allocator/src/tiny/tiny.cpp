@@ -450,22 +450,28 @@ void maintain_heap(Heap* heap) {
   age_stash(heap);
 }
 
-// The whole cache of cls goes into the stash, if the stash has room for it.
+// The overflowing cache of cls (cap + 1 blocks) goes into the stash but for its newest block, if
+// the stash has room for it: a chain of cap blocks, which a refill takes back whole.
 bool stash_cache(Heap* heap, unsigned cls) {
   ClassStash& stash = heap->stash[cls];
   ClassCache& cache = heap->cache[cls];
-  uint32_t bytes = cache.count * kClassSizes[cls];
+  if (cache.count < 2) return false;
+  void* newest = cache.head;
+  uint32_t count = cache.count - 1;
+  uint32_t bytes = count * kClassSizes[cls];
   if (stash.depth == kStashDepth || heap->stash_bytes + bytes > kStashBytes) return false;
-  stash.chains[stash.depth++] = StashedChain{cache.head, cache.count, heap->ticks};
-  stash.blocks += cache.count;
+  stash.chains[stash.depth++] = StashedChain{next_of(newest), count, heap->ticks};
+  stash.blocks += count;
   heap->stash_bytes += bytes;
-  cache.head = nullptr;
-  cache.count = 0;
+  next_of(newest) = nullptr;
+  cache.count = 1;
   return true;
 }
 
 // The empty cache of cls takes up to `want` blocks of the newest stashed chain: the whole chain,
-// or its first `want` blocks (one walk), the rest staying stashed. Returns how many.
+// or its first `want` blocks (one walk), the rest staying stashed. Returns how many. refill asks
+// for cap blocks, so a chain stashed at the current cap comes back whole, with no walk (only one
+// stashed before the cap shrank is cut).
 uint32_t refill_from_stash(Heap* heap, unsigned cls, uint32_t want) {
   ClassStash& stash = heap->stash[cls];
   StashedChain& newest = stash.chains[stash.depth - 1];
@@ -495,7 +501,9 @@ uint32_t refill(Heap* heap, unsigned cls) {
   adapt(heap, cls, &heap->last_refill_tick[cls]);
   bool check = marking();
   uint32_t want = check_mode() ? 1 : heap->batch[cls];
-  if (heap->stash[cls].depth != 0) return refill_from_stash(heap, cls, want);
+  if (heap->stash[cls].depth != 0) {
+    return refill_from_stash(heap, cls, heap->cache[cls].cap > want ? heap->cache[cls].cap : want);
+  }
   Chain chain;
   if (options().bg_spill == BgSpillMode::kInline) take_from_queue(heap, cls, want, chain);
   while (chain.count < want) {

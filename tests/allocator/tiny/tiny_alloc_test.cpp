@@ -251,6 +251,27 @@ TEST(TinyAlloc, ABurstOfFreesIsStashedAndAgesOut) {
   EXPECT_EQ(census.invariant_violations, 0u);
 }
 
+TEST(TinyAlloc, ARefillFromTheStashTakesBackAWholeCache) {
+  if (hak::options().check) GTEST_SKIP() << "checked mode has no caches";
+  hak_collect();
+  unsigned c64 = hak::tiny::size_to_class(64);
+  const uint32_t full_cache = 2 * hak::tiny::max_batch(c64);  // a cache at its cap
+  std::vector<void*> burst;
+  // Long enough for the class's batch to reach its maximum before the frees, short enough for
+  // the stash (kStashBytes) to hold all but the last cache of them.
+  for (int i = 0; i < 3000; ++i) burst.push_back(hak_malloc(64));
+  for (void* p : burst) hak_free(p);
+  hak_stats_t before = stats();
+  for (void*& p : burst) p = hak_malloc(64);
+  // Each refill takes back one stashed cache whole (not half of it, a batch): one refill per
+  // full_cache blocks, plus one for the blocks that went home past the stash's bound.
+  uint64_t refills = stats().tiny_refills - before.tiny_refills;
+  EXPECT_LE(refills, burst.size() / full_cache + 2) << "full cache " << full_cache;
+  for (void* p : burst) hak_free(p);
+  hak_collect();
+  EXPECT_EQ(hak::tiny::testing::census().invariant_violations, 0u);
+}
+
 TEST(TinyAlloc, InteriorPointerIsRefusedAndTheBlockStaysIntact) {
   if (hak::kDebugChecks) GTEST_SKIP() << "debug builds abort instead (see the death tests)";
   char* p = static_cast<char*>(hak_malloc(64));
