@@ -75,40 +75,52 @@ HAK_SLOW_PATH void report_remote_double_free(const void* block, const Slab* slab
 // soon as the owner drains the last word). check (debug builds, HAKMEM_CHECK): poison the blocks.
 inline void remote_push(Slab* slab, void* head, uint32_t count, bool check) {
   std::atomic<uint64_t>* words = remote_bits(slab);
-  auto publish = [&](uint32_t word, uint64_t bits) {
+  auto report = [&](uint32_t word, uint64_t twice) {
+    char* block =
+        slab->area() +
+        (size_t{word} * 64 + static_cast<unsigned>(__builtin_ctzll(twice))) * slab->block_size;
+    if (check) report_remote_double_free_fatal(block, slab);
+    report_remote_double_free(block, slab);
+  };
+  // bits holds `marked` bits (counted as they are set: popcount is a libgcc call without -mpopcnt).
+  auto publish = [&](uint32_t word, uint64_t bits, uint32_t marked) {
     // Relaxed: a block whose bit is set now is free and not yet drained, so freeing it again is a
     // double free (no false alarm; a racing drain may only hide one).
     if (uint64_t twice = words[word].load(std::memory_order_relaxed) & bits; twice != 0) {
-      char* block =
-          slab->area() +
-          (size_t{word} * 64 + static_cast<unsigned>(__builtin_ctzll(twice))) * slab->block_size;
-      if (check) report_remote_double_free_fatal(block, slab);
-      report_remote_double_free(block, slab);
+      report(word, twice);
       bits &= ~twice;
+      marked -= static_cast<uint32_t>(__builtin_popcountll(twice));
       if (bits == 0) return;
     }
-    slab->remote_count.fetch_add(static_cast<uint32_t>(__builtin_popcountll(bits)),
-                                 std::memory_order_relaxed);
+    slab->remote_count.fetch_add(marked, std::memory_order_relaxed);
     // Release: the program's writes to the blocks are visible to the drainer, whose exchange
     // acquires.
     words[word].fetch_or(bits, std::memory_order_release);
   };
   uint32_t word = UINT32_MAX;
   uint64_t bits = 0;
+  uint32_t marked = 0;
   void* block = head;
   for (uint32_t i = 0; i < count; ++i) {
     void* next = next_of(block);
     uint32_t index = block_index(*slab, block);
     if (check) __builtin_memset(block, kRemotePoison, slab->block_size);
     if (index / 64 != word) {
-      if (bits != 0) publish(word, bits);
+      if (bits != 0) publish(word, bits, marked);
       word = index / 64;
       bits = 0;
+      marked = 0;
     }
-    bits |= uint64_t{1} << (index % 64);
+    uint64_t bit = uint64_t{1} << (index % 64);
+    if (HAK_UNLIKELY(bits & bit)) {
+      report(word, bit);  // twice in this very chain
+    } else {
+      bits |= bit;
+      ++marked;
+    }
     block = next;
   }
-  if (bits != 0) publish(word, bits);
+  if (bits != 0) publish(word, bits, marked);
 }
 
 [[noreturn]] HAK_SLOW_PATH void report_written_after_remote_free(const void* block,
@@ -130,8 +142,8 @@ inline uint32_t drain_remote(Slab* slab, bool check) {
     if (words[word].load(std::memory_order_relaxed) == 0) continue;
     // Acquire pairs with the producers' release fetch_or: their writes to the blocks are visible.
     uint64_t bits = words[word].exchange(0, std::memory_order_acquire);
-    n += static_cast<uint32_t>(__builtin_popcountll(bits));
     while (bits != 0) {
+      ++n;
       unsigned top = 63 - static_cast<unsigned>(__builtin_clzll(bits));
       bits &= ~(uint64_t{1} << top);
       char* block = area + (size_t{word} * 64 + top) * size;
