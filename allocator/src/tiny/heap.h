@@ -24,17 +24,18 @@
 //    kStashDepth chains a class and kStashBytes a heap (beyond them a spill sends blocks home as
 //    before); a chain not taken back within kColdTicks slow paths of the heap is sent home.
 //  - outgoing: blocks of other threads' slabs that this thread freed, per class, on their way
-//    home (a LIFO list with count and cap = batch, pushed by free's fast path like the cache).
-//    They are never handed out again here (reusing another thread's block puts this thread's
-//    writes on the owner's cache lines: passive false sharing); a full list leaves as one chain
-//    (spill queue, or the slabs' remote bitmaps).
+//    home: an array of their addresses (count, and cap = min(batch, kOutgoingSlots)), appended to
+//    by free's fast path. Not a list: a remote free writes nothing into the block, so its lines
+//    stay in the owner's cache. They are never handed out again here (reusing another thread's
+//    block puts this thread's writes on the owner's cache lines: passive false sharing); a full
+//    list leaves at once (into the slabs' remote bitmaps, or linked onto the spill queue).
 //
 // Invariants: cache[c].count == length of cache[c].head's list <= cache[c].cap (+1 inside the
 // free slow path); every block on it is of class c, freed by this thread into one of its own
 // slabs, or taken from the class's spill queue by a refill; so is every block of stash[c], whose
 // chains' counts are their lengths and add up, times the class sizes, to stash_bytes;
-// outgoing[c].count == length of its list <= outgoing[c].cap (+1 inside the slow path), every block
-// of class c and of a slab this heap did not own when the block was freed; a heap's slabs have
+// outgoing[c].count <= outgoing[c].cap <= kOutgoingSlots, every block of class c and of a slab
+// this heap did not own when the block was freed; a heap's slabs have
 // owner_cache in its caches and are on exactly one of its lists. Lock order: a heap's slow_lock
 // before the pool lock; whoever holds the pool lock may only try_lock a heap.
 #pragma once
@@ -49,10 +50,18 @@
 
 namespace hak::tiny {
 
+inline constexpr uint32_t kOutgoingSlots = 64;  // outgoing blocks per class
+
 struct ClassCache {
   void* head;
   uint32_t count;
   uint32_t cap;
+};
+
+struct OutgoingList {
+  uint32_t count;
+  uint32_t cap;
+  void* blocks[kOutgoingSlots];
 };
 
 inline constexpr unsigned kStashDepth = 16;          // stashed chains per class
@@ -87,7 +96,7 @@ inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
 struct alignas(kCacheLine) Heap {
   // The fast paths touch only these two.
   ClassCache cache[kClassCount];
-  ClassCache outgoing[kClassCount];
+  OutgoingList outgoing[kClassCount];
 
   // Held by the owner through each of its slow paths, and by a thread tidying the slabs of an idle
   // heap (one whose owner took no slow path for a whole release delay: a thread blocked, or living

@@ -67,60 +67,81 @@ inline constexpr unsigned char kRemotePoison = 0xdb;
                                                                 const Slab* slab);
 HAK_SLOW_PATH void report_remote_double_free(const void* block, const Slab* slab);
 
-// Producer side: marks `count` blocks of slab as freed, following their links from head (so every
-// link is read before the block's bit is set, after which the owner may hand it out again). One
-// fetch_or per bitmap word the blocks fall in (a run freed in a burst shares a few), each after
-// remote_count grew by its bits. A block whose bit is already set is a double free: reported and
-// left out. The caller must not touch the slab afterwards (it may become empty and be unmapped as
-// soon as the owner drains the last word). check (debug builds, HAKMEM_CHECK): poison the blocks.
-inline void remote_push(Slab* slab, void* head, uint32_t count, bool check) {
-  std::atomic<uint64_t>* words = remote_bits(slab);
-  auto report = [&](uint32_t word, uint64_t twice) {
-    char* block =
-        slab->area() +
-        (size_t{word} * 64 + static_cast<unsigned>(__builtin_ctzll(twice))) * slab->block_size;
-    if (check) report_remote_double_free_fatal(block, slab);
-    report_remote_double_free(block, slab);
-  };
-  // bits holds `marked` bits (counted as they are set: popcount is a libgcc call without -mpopcnt).
-  auto publish = [&](uint32_t word, uint64_t bits, uint32_t marked) {
+// Producer side: marks blocks freed by a thread that does not own their slabs in the slabs'
+// remote bitmaps, one fetch_or per run of blocks of one bitmap word (blocks freed in a burst sit
+// side by side), each after the slab's remote_count grew by the bits it sets. A block whose bit is
+// already set is a double free: reported and left out. The marker touches a slab only while it
+// holds an unpublished block of it: once a slab's last bit is set it may become empty and be
+// unmapped as soon as the owner drains it, so the caller must be done with each block (its link
+// read) before adding it. check (debug builds, HAKMEM_CHECK): poison each block.
+class RemoteMarker {
+ public:
+  explicit RemoteMarker(bool check) : check_(check) {}
+  RemoteMarker(const RemoteMarker&) = delete;
+  RemoteMarker& operator=(const RemoteMarker&) = delete;
+  ~RemoteMarker() { publish(); }
+
+  void add(Slab* slab, void* block) {
+    uint32_t index = block_index(*slab, block);
+    if (check_) __builtin_memset(block, kRemotePoison, slab->block_size);
+    if (slab != slab_ || index / 64 != word_) {
+      publish();
+      slab_ = slab;
+      word_ = index / 64;
+    }
+    uint64_t bit = uint64_t{1} << (index % 64);
+    if (HAK_UNLIKELY(bits_ & bit)) return report(bit);  // twice in this very run
+    bits_ |= bit;
+    ++marked_;  // counted here: popcount is a libgcc call without -mpopcnt
+  }
+
+  // Publishes the pending word; the marker can go on with other blocks.
+  void publish() {
+    if (bits_ == 0) return;
+    std::atomic<uint64_t>& word = slab_->superslab()->remote_bits[slab_->index][word_];
     // Relaxed: a block whose bit is set now is free and not yet drained, so freeing it again is a
     // double free (no false alarm; a racing drain may only hide one).
-    if (uint64_t twice = words[word].load(std::memory_order_relaxed) & bits; twice != 0) {
-      report(word, twice);
-      bits &= ~twice;
-      marked -= static_cast<uint32_t>(__builtin_popcountll(twice));
-      if (bits == 0) return;
+    if (uint64_t twice = word.load(std::memory_order_relaxed) & bits_; HAK_UNLIKELY(twice != 0)) {
+      report(twice);
+      bits_ &= ~twice;
+      marked_ -= static_cast<uint32_t>(__builtin_popcountll(twice));
     }
-    slab->remote_count.fetch_add(marked, std::memory_order_relaxed);
-    // Release: the program's writes to the blocks are visible to the drainer, whose exchange
-    // acquires.
-    words[word].fetch_or(bits, std::memory_order_release);
-  };
-  uint32_t word = UINT32_MAX;
-  uint64_t bits = 0;
-  uint32_t marked = 0;
+    if (bits_ != 0) {
+      slab_->remote_count.fetch_add(marked_, std::memory_order_relaxed);
+      // Release: the program's writes to the blocks are visible to the drainer, whose exchange
+      // acquires.
+      word.fetch_or(bits_, std::memory_order_release);
+    }
+    bits_ = 0;
+    marked_ = 0;
+  }
+
+ private:
+  void report(uint64_t twice) const {
+    char* block =
+        slab_->area() +
+        (size_t{word_} * 64 + static_cast<unsigned>(__builtin_ctzll(twice))) * slab_->block_size;
+    if (check_) report_remote_double_free_fatal(block, slab_);
+    report_remote_double_free(block, slab_);
+  }
+
+  Slab* slab_ = nullptr;
+  uint32_t word_ = 0;
+  uint64_t bits_ = 0;    // of word_, not yet published
+  uint32_t marked_ = 0;  // bits in bits_
+  bool check_;
+};
+
+// `count` blocks of slab, linked from head, marked freed (RemoteMarker); the caller must not touch
+// the slab afterwards.
+inline void remote_push(Slab* slab, void* head, uint32_t count, bool check) {
+  RemoteMarker marker(check);
   void* block = head;
   for (uint32_t i = 0; i < count; ++i) {
     void* next = next_of(block);
-    uint32_t index = block_index(*slab, block);
-    if (check) __builtin_memset(block, kRemotePoison, slab->block_size);
-    if (index / 64 != word) {
-      if (bits != 0) publish(word, bits, marked);
-      word = index / 64;
-      bits = 0;
-      marked = 0;
-    }
-    uint64_t bit = uint64_t{1} << (index % 64);
-    if (HAK_UNLIKELY(bits & bit)) {
-      report(word, bit);  // twice in this very chain
-    } else {
-      bits |= bit;
-      ++marked;
-    }
+    marker.add(slab, block);
     block = next;
   }
-  if (bits != 0) publish(word, bits, marked);
 }
 
 [[noreturn]] HAK_SLOW_PATH void report_written_after_remote_free(const void* block,

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <new>
 
@@ -280,7 +281,7 @@ void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
   heap->batch[cls] = batch;
   if (!check_mode()) {
     heap->cache[cls].cap = 2 * batch;
-    heap->outgoing[cls].cap = batch;
+    heap->outgoing[cls].cap = batch < kOutgoingSlots ? batch : kOutgoingSlots;
   }
 }
 
@@ -552,36 +553,58 @@ void spill(Heap* heap, unsigned cls) {
   send_foreign(heap, cls, foreign);
 }
 
+// The outgoing list of cls goes home, with `extra` (a block of it, or null) first: into the remote
+// bitmaps of their slabs (off mode; a block of a slab this heap has come to own since goes back
+// to its free list), or linked into one chain onto the class's spill queue (inline and thread
+// modes). Blocks of one slab freed in a burst sit side by side, so one fetch_or marks many.
+void send_outgoing(Heap* heap, unsigned cls, void* extra) {
+  OutgoingList& out = heap->outgoing[cls];
+  auto for_each_block = [&](auto visit) {
+    if (extra != nullptr) visit(extra);
+    for (uint32_t i = 0; i < out.count; ++i) visit(out.blocks[i]);
+  };
+  if (options().bg_spill != BgSpillMode::kOff) {
+    Chain chain;
+    for_each_block([&](void* block) { chain.append(block); });
+    send_foreign(heap, cls, chain);
+  } else {
+    RemoteMarker marker(marking());
+    uint32_t remote = 0;
+    for_each_block([&](void* block) {
+      Slab* slab = slab_of(block);
+      if (owned_by(*slab, heap)) return local_free(heap, slab, block, block, 1);
+      marker.add(slab, block);
+      ++remote;
+    });
+    marker.publish();
+    if (remote != 0) bump(heap->counters.remote_frees, remote);
+  }
+  out.count = 0;
+}
+
 // A block of a slab this heap does not own, in the slow path: onto the outgoing list of cls, or,
-// when that is full, out with it as one chain (one atomic operation instead of one per block).
+// when that is full, home with the whole list.
 void free_foreign(Heap* heap, unsigned cls, void* block) {
-  ClassCache& outgoing = heap->outgoing[cls];
-  if (outgoing.count < outgoing.cap) {
-    next_of(block) = outgoing.head;
-    outgoing.head = block;
-    ++outgoing.count;
+  OutgoingList& out = heap->outgoing[cls];
+  if (out.count < out.cap) {
+    out.blocks[out.count++] = block;
     return;
   }
-  Chain chain{block, block, 1};
-  for (void* b = outgoing.head; b != nullptr; b = next_of(b)) chain.append(b);
-  outgoing.head = nullptr;
-  outgoing.count = 0;
   adapt(heap, cls, &heap->last_spill_tick[cls]);
   bump(heap->counters.spills);
+  send_outgoing(heap, cls, block);
   publish_count(heap, cls);
-  send_foreign(heap, cls, chain);
 }
 
 // Thread exit and collect: every cache, stash and outgoing list goes home now.
 void flush_caches(Heap* heap) {
   for (unsigned c = 0; c < kClassCount; ++c) {
     flush_stash(heap, c);
-    for (ClassCache* list : {&heap->cache[c], &heap->outgoing[c]}) {
-      void* chain = list->head;
-      list->head = nullptr;
-      list->count = 0;
-      route_blocks(heap, chain);
-    }
+    void* chain = heap->cache[c].head;
+    heap->cache[c].head = nullptr;
+    heap->cache[c].count = 0;
+    route_blocks(heap, chain);
+    send_outgoing(heap, c, nullptr);
     publish_count(heap, c);
   }
 }
@@ -665,7 +688,7 @@ void init_heap(Heap* heap) {
   for (unsigned c = 0; c < kClassCount; ++c) {
     heap->batch[c] = kInitialBatch;
     heap->cache[c].cap = check_mode() ? 0 : 2 * kInitialBatch;
-    heap->outgoing[c].cap = check_mode() ? 0 : kInitialBatch;
+    heap->outgoing[c].cap = check_mode() ? 0 : std::min(kInitialBatch, kOutgoingSlots);
   }
   heap->live = true;
 }

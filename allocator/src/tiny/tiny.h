@@ -18,16 +18,17 @@
 //    background spill thread, if any, is restarted on demand).
 //
 // Fast paths: alloc pops the class list (one unlikely exit when it is empty); free validates the
-// block boundary and pushes the block on the cache (one of this thread's slabs) or on the outgoing
-// list (another's) when that list has room (unlikely exits for "invalid" and "full"). Blocks of
+// block boundary and pushes the block on the cache (one of this thread's slabs) or appends its
+// address to the outgoing list (another's) when that list has room (unlikely exits for "invalid"
+// and "full"). Blocks of
 // other threads' slabs are never reused here: the thread would write into cache lines its owner
 // uses (passive false sharing, as in Hoard's cache-scratch). Everything else is in tiny.cpp:
 //  - refill (cache empty): the class's stash first (a batch of the newest stashed chain), then its
 //    spill queue (HAKMEM_BG_SPILL=inline), then the current slab (its remote bitmap drained, one
 //    exchange, then its free list, then carving), then a full slab that received remote frees, then
 //    the pool (pool.h).
-//  - foreign free (the block's slab is not this thread's): the fast path pushes it on the heap's
-//    outgoing list of the class instead of the cache; a full list leaves as one chain like a
+//  - foreign free (the block's slab is not this thread's): the fast path appends it to the heap's
+//    outgoing list of the class instead of the cache; a full list leaves at once like a
 //    spill's foreign blocks (below).
 //  - spill (cache over its cap): the whole cache goes into the class's stash (heap.h) while the
 //    stash has room; else the oldest blocks leave; blocks of the thread's own slabs go
@@ -93,7 +94,11 @@ HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
   ClassCache* list = slab.owner_cache.load(std::memory_order_relaxed);
   if (HAK_UNLIKELY(reinterpret_cast<uintptr_t>(list) - reinterpret_cast<uintptr_t>(heap->cache) >=
                    sizeof(heap->cache))) {
-    list = &heap->outgoing[slab.cls];
+    OutgoingList& out = heap->outgoing[slab.cls];
+    if (HAK_UNLIKELY(out.count >= out.cap)) return free_slow(p);
+    if constexpr (kDebugChecks) debug_mark_freed(p, slab);
+    out.blocks[out.count++] = p;
+    return;
   }
   if (HAK_UNLIKELY(list->count >= list->cap)) return free_slow(p);
   if constexpr (kDebugChecks) debug_mark_freed(p, slab);

@@ -330,7 +330,7 @@ TEST(TinyThreads, SlabsEmptiedByRemoteFreesLeaveAnOwnerBusyElsewhere) {
 // freeing blocks the main thread handed out side by side, then allocating the same class.
 TEST(TinyThreads, FreedForeignBlocksAreNotReusedByTheFreeingThread) {
   constexpr int kThreads = 4;
-  constexpr int kForeign = 3;  // below the smallest batch: they stay on the outgoing chain
+  constexpr int kForeign = 3;  // below the smallest batch: they stay on the outgoing list
   std::vector<void*> handed;
   for (int i = 0; i < kThreads * kForeign; ++i) handed.push_back(hak_malloc(48));
   std::atomic<int> reused{0}, ready{0};
