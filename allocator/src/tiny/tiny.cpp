@@ -470,9 +470,9 @@ bool stash_cache(Heap* heap, unsigned cls) {
 }
 
 // The empty cache of cls takes up to `want` blocks of the newest stashed chain: the whole chain,
-// or its first `want` blocks (one walk), the rest staying stashed. Returns how many. refill asks
-// for cap blocks, so a chain stashed at the current cap comes back whole, with no walk (only one
-// stashed before the cap shrank is cut).
+// or its first `want` blocks (one walk), the rest staying stashed. Returns how many. In a burst of
+// mallocs refill asks for cap blocks, so a chain stashed at the current cap comes back whole, with
+// no walk (only one stashed before the cap shrank is cut).
 uint32_t refill_from_stash(Heap* heap, unsigned cls, uint32_t want) {
   ClassStash& stash = heap->stash[cls];
   StashedChain& newest = stash.chains[stash.depth - 1];
@@ -499,11 +499,17 @@ uint32_t refill_from_stash(Heap* heap, unsigned cls, uint32_t want) {
 
 // Fills heap's empty cache of class cls with a batch; returns how many blocks it holds.
 uint32_t refill(Heap* heap, unsigned cls) {
+  // The class's previous slow path was a refill too: a burst of mallocs, which takes stashed
+  // chains back whole. After a spill, frees are as likely as mallocs: a batch (half a cache) leaves
+  // them room before the next spill. (Unsigned distances: ticks wrap.)
+  uint32_t now = heap->ticks;
+  bool malloc_burst = now - heap->last_refill_tick[cls] < now - heap->last_spill_tick[cls];
   adapt(heap, cls, &heap->last_refill_tick[cls]);
   bool check = marking();
   uint32_t want = check_mode() ? 1 : heap->batch[cls];
   if (heap->stash[cls].depth != 0) {
-    return refill_from_stash(heap, cls, heap->cache[cls].cap > want ? heap->cache[cls].cap : want);
+    uint32_t cap = heap->cache[cls].cap;
+    return refill_from_stash(heap, cls, malloc_burst && cap > want ? cap : want);
   }
   Chain chain;
   if (options().bg_spill == BgSpillMode::kInline) take_from_queue(heap, cls, want, chain);

@@ -263,8 +263,9 @@ TEST(TinyAlloc, ARefillFromTheStashTakesBackAWholeCache) {
   for (void* p : burst) hak_free(p);
   hak_stats_t before = stats();
   for (void*& p : burst) p = hak_malloc(64);
-  // Each refill takes back one stashed cache whole (not half of it, a batch): one refill per
-  // full_cache blocks, plus one for the blocks that went home past the stash's bound.
+  // Each refill of the malloc burst takes back one stashed cache whole (not half of it, a batch;
+  // only the first, right after the frees, takes a batch): one refill per full_cache blocks, plus
+  // one for that first half and one for the blocks that went home past the stash's bound.
   uint64_t refills = stats().tiny_refills - before.tiny_refills;
   EXPECT_LE(refills, burst.size() / full_cache + 2) << "full cache " << full_cache;
   for (void* p : burst) hak_free(p);
