@@ -88,6 +88,7 @@ uint32_t arena_slot(const void* p) {
 // reused once its pages are gone; a SuperSlab mapped on its own is unmapped. Called outside the
 // lock (locked: under it, for a SuperSlab nobody has seen).
 void unmap_superslab_memory(SuperSlab* ss, bool locked) {
+  if (ss->live_bits != nullptr) os::unmap(ss->live_bits, kLiveBitsBytes);
   uint32_t slot = arena_slot(ss);
   if (slot == UINT32_MAX) return os::unmap(ss, kChunkSize);
   os::uncommit(ss, kChunkSize);
@@ -128,8 +129,8 @@ void* map_superslab_memory() {
 SuperSlab* map_superslab() {
   void* memory = map_superslab_memory();
   if (memory == nullptr) return nullptr;
-  // Zero-filled memory: the debug bitmap and the bookkeeping start at zero; construct the slab
-  // records only (constructing live_bits would commit its pages).
+  // Zero-filled memory: the remote bitmaps and the bookkeeping start at zero; construct the slab
+  // records only (constructing the bitmaps would commit their pages).
   auto* ss = static_cast<SuperSlab*>(memory);
   for (unsigned i = 0; i < kSlabsPerSuperSlab; ++i) {
     Slab* slab = new (&ss->slabs[i]) Slab();
@@ -138,6 +139,15 @@ SuperSlab* map_superslab() {
   }
   ss->empty_mask = kAllBlockSlabsMask;
   ss->empty_count = kBlockSlabs;
+  if (kDebugChecks || options().check) {
+    // Zero-filled: no block is live yet.
+    ss->live_bits = static_cast<std::atomic<uint64_t>(*)[kBitmapWords]>(os::map(kLiveBitsBytes));
+    if (ss->live_bits == nullptr) {
+      unmap_superslab_memory(ss, true);
+      errno = ENOMEM;
+      return nullptr;
+    }
+  }
   // The entry is published (release) after the header is complete.
   if (!chunk_map::register_range(ss, kChunkSize, chunk_map::Kind::kTiny, ss)) {
     unmap_superslab_memory(ss, true);
