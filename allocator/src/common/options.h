@@ -9,10 +9,10 @@
 namespace hak {
 
 enum class BgSpillMode : uint8_t {
-  // The default: foreign blocks go straight to their slabs' remote bitmaps, one fetch_or per word
-  // of a run of one
-  // slab. Measured against kInline (docs/performance.md): producer-consumer at 4 and 8 threads
-  // twice as fast, bg-spill and Larson at 8 threads 10-20% faster; nothing measurably slower.
+  // The default: foreign blocks go straight to their slabs' remote bitmaps, one fetch_or per
+  // bitmap word a run of one slab falls in. Measured against kInline (docs/performance.md):
+  // producer-consumer at 4 and 8 threads twice as fast, bg-spill and Larson at 8 threads 10-20%
+  // faster; nothing measurably slower.
   kOff,
   kInline,  // onto a per-class spill queue, drained by the next refill of that class
   kThread,  // onto a per-class spill queue, drained by a background thread

@@ -35,9 +35,9 @@
 // slabs, or taken from the class's spill queue by a refill; so is every block of stash[c], whose
 // chains' counts are their lengths and add up, times the class sizes, to stash_bytes;
 // outgoing[c].count <= outgoing[c].cap <= kOutgoingSlots, every block of class c and of a slab
-// this heap did not own when the block was freed; a heap's slabs have
-// owner_cache in its caches and are on exactly one of its lists. Lock order: a heap's slow_lock
-// before the pool lock; whoever holds the pool lock may only try_lock a heap.
+// this heap did not own when the block was freed; a heap's slabs have owner_cache in its caches
+// and are on exactly one of its lists. Lock order: a heap's slow_lock before the pool lock;
+// whoever holds the pool lock may only try_lock a heap.
 #pragma once
 
 #include <atomic>
@@ -60,9 +60,12 @@ struct ClassCache {
 
 struct OutgoingList {
   uint32_t count;
-  uint32_t cap;
+  uint32_t cap;  // outgoing_cap(batch)
   void* blocks[kOutgoingSlots];
 };
+constexpr uint32_t outgoing_cap(uint32_t batch) {
+  return batch < kOutgoingSlots ? batch : kOutgoingSlots;
+}
 
 inline constexpr unsigned kStashDepth = 16;          // stashed chains per class
 inline constexpr uint32_t kStashBytes = 256 * 1024;  // stashed bytes per heap

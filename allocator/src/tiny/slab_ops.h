@@ -73,13 +73,14 @@ HAK_SLOW_PATH void report_remote_double_free(const void* block, const Slab* slab
 // already set is a double free: reported and left out. The marker touches a slab only while it
 // holds an unpublished block of it: once a slab's last bit is set it may become empty and be
 // unmapped as soon as the owner drains it, so the caller must be done with each block (its link
-// read) before adding it. check (debug builds, HAKMEM_CHECK): poison each block.
+// read) before adding it, and call publish() when done. check (debug builds, HAKMEM_CHECK):
+// poison each block.
 class RemoteMarker {
  public:
   explicit RemoteMarker(bool check) : check_(check) {}
   RemoteMarker(const RemoteMarker&) = delete;
   RemoteMarker& operator=(const RemoteMarker&) = delete;
-  ~RemoteMarker() { publish(); }
+  ~RemoteMarker() { HAK_DEBUG_CHECK(bits_ == 0, "remote marker dropped unpublished bits"); }
 
   void add(Slab* slab, void* block) {
     uint32_t index = block_index(*slab, block);
@@ -93,6 +94,15 @@ class RemoteMarker {
     if (HAK_UNLIKELY(bits_ & bit)) return report(bit);  // twice in this very run
     bits_ |= bit;
     ++marked_;  // counted here: popcount is a libgcc call without -mpopcnt
+  }
+
+  // `count` blocks of slab linked from head (each link read before its block is added).
+  void add_run(Slab* slab, void* head, uint32_t count) {
+    for (uint32_t i = 0; i < count; ++i) {
+      void* next = next_of(head);
+      add(slab, head);
+      head = next;
+    }
   }
 
   // Publishes the pending word; the marker can go on with other blocks.
@@ -132,24 +142,12 @@ class RemoteMarker {
   bool check_;
 };
 
-// `count` blocks of slab, linked from head, marked freed (RemoteMarker); the caller must not touch
-// the slab afterwards.
-inline void remote_push(Slab* slab, void* head, uint32_t count, bool check) {
-  RemoteMarker marker(check);
-  void* block = head;
-  for (uint32_t i = 0; i < count; ++i) {
-    void* next = next_of(block);
-    marker.add(slab, block);
-    block = next;
-  }
-}
-
 [[noreturn]] HAK_SLOW_PATH void report_written_after_remote_free(const void* block,
                                                                  const Slab* slab);
 
 // Consumer side (the holder of the owner heap's slow_lock, or the pool lock holder for an
 // abandoned slab): moves every block marked in the remote bitmap onto the free list, in address
-// order. Returns how many. check: verify the poison of remote_push.
+// order. Returns how many. check: verify RemoteMarker's poison.
 inline uint32_t drain_remote(Slab* slab, bool check) {
   // Relaxed pre-check avoids touching the bitmap when nothing was freed remotely.
   if (!has_remote(slab)) return 0;

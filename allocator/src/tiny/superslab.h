@@ -2,10 +2,9 @@
 //
 // Glossary
 //  - SuperSlab: 2 MiB of address space aligned to 2 MiB (one chunk-map granule, entry (kTiny,
-//    SuperSlab*)). It is cut into
-//    kSlabsPerSuperSlab slabs of 64 KiB; slab 0 holds this header (the metadata of all slabs and
-//    their remote bitmaps), slabs 1..31 hold blocks. So a block's slab is arithmetic: index =
-//    (p - superslab) >> 16, and every block area is 64 KiB-aligned.
+//    SuperSlab*)). It is cut into kSlabsPerSuperSlab slabs of 64 KiB; slab 0 holds this header
+//    (the metadata of all slabs and their remote bitmaps), slabs 1..31 hold blocks. So a block's
+//    slab is arithmetic: index = (p - superslab) >> 16, and every block area is 64 KiB-aligned.
 //  - slab: 64 KiB serving one size class at a time; its blocks sit at multiples of the class size
 //    from the start of the slab (capacity = 64 KiB / size). A slab is empty (in the shared pool,
 //    no class), owned (by one thread's heap) or abandoned (its owner exited; it waits, with its
@@ -46,10 +45,9 @@
 // The lock-free readers are: a thread freeing a block (reads the slab's class fields, then marks
 // it in the remote bitmap or pushes it to a spill queue) — it holds a live block, so `used` > 0
 // and the slab cannot be empty until its mark is drained, and it never touches the slab after
-// its last fetch_or; a
-// thread draining a spill queue — every block in a queue still counts in its slab's `used`; the
-// owner — a slab in the pool has no owner. Chunk-map leaves are never unmapped, so a stale lookup
-// cannot fault. Heaps are recycled, never unmapped.
+// its last fetch_or; a thread draining a spill queue — every block in a queue still counts in its
+// slab's `used`; the owner — a slab in the pool has no owner. Chunk-map leaves are never unmapped,
+// so a stale lookup cannot fault. Heaps are recycled, never unmapped.
 #pragma once
 
 #include <atomic>
@@ -145,8 +143,7 @@ class SuperSlab {
     return reinterpret_cast<SuperSlab*>(align_down(reinterpret_cast<uintptr_t>(p), kChunkSize));
   }
 };
-static_assert(sizeof(SuperSlab) <= kFirstBlockSlab * kSlabSize,
-              "the header must fit in the slabs before the first block slab");
+static_assert(sizeof(SuperSlab) <= kSlabSize, "the header must fit in slab 0");
 inline constexpr size_t kLiveBitsBytes =
     sizeof(std::atomic<uint64_t>) * kSlabsPerSuperSlab * kBitmapWords;
 

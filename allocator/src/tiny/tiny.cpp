@@ -4,7 +4,6 @@
 #include <pthread.h>
 #include <time.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <new>
 
@@ -30,7 +29,6 @@ constinit thread_local bool t_exited [[gnu::tls_model("initial-exec")]] = false;
 // Slow-path tuning.
 constexpr uint32_t kColdTicks = 256;  // slow paths of a class this far apart: batch /= 2
 constexpr unsigned kFullScan = 16;    // full slabs checked for remote frees before a new slab
-constexpr unsigned kRouteRuns = 8;    // open per-slab chains while routing blocks remote
 constexpr uint32_t kSweepTicks = 64;  // slow paths between sweeps of a heap's full slabs
 constexpr unsigned kSweepSlabs = 8;   // full slabs looked at per sweep
 constexpr unsigned kBgMaintenanceBudget = 4096;  // abandoned slabs per background tick
@@ -186,51 +184,31 @@ uint32_t for_each_run(void*& chain, uint32_t limit, Visit visit) {
   return total;
 }
 
-// Sends a chain (null-terminated) home: blocks of heap's slabs locally, the others onto their
-// slabs' remote bitmaps, one fetch_or per bitmap word of a run of one slab. heap may be null (no
-// heap). Returns the number of blocks.
+// Counts n blocks sent home to other threads' slabs, on heap (null: no heap).
+void count_remote_frees(Heap* heap, uint32_t n) {
+  if (n == 0) return;
+  if (heap != nullptr) {
+    bump(heap->counters.remote_frees, n);
+  } else {
+    g_counters.remote_frees.fetch_add(n, std::memory_order_relaxed);
+  }
+}
+
+// Sends a chain (null-terminated) home: blocks of heap's slabs locally, run by run, the others
+// into their slabs' remote bitmaps (RemoteMarker: one fetch_or per bitmap word a run falls in).
+// heap may be null (no heap). Returns the number of blocks.
 uint32_t route_blocks(Heap* heap, void* chain) {
-  // Runs of one slab stay open across the chain: blocks of a few slabs often arrive interleaved.
-  struct Open {
-    Slab* slab;
-    Chain chain;
-  };
-  Open open[kRouteRuns];
-  unsigned open_count = 0, victim = 0;
+  RemoteMarker marker(marking());
   uint32_t remote = 0;
-  auto flush = [&](Open& run) {
-    // The slab is not touched after this.
-    remote_push(run.slab, run.chain.head, run.chain.count, marking());
-    remote += run.chain.count;
-  };
   uint32_t total = for_each_run(chain, kWholeChain, [&](Slab* slab, Chain& run) {
     if (heap != nullptr && owned_by(*slab, heap)) {
       return local_free(heap, slab, run.head, run.tail, run.count);
     }
-    Open* target = nullptr;
-    for (unsigned i = 0; i < open_count; ++i) {
-      if (open[i].slab == slab) target = &open[i];
-    }
-    if (target == nullptr) {
-      if (open_count < kRouteRuns) {
-        target = &open[open_count++];
-      } else {
-        target = &open[victim];
-        victim = (victim + 1) % kRouteRuns;
-        flush(*target);
-      }
-      *target = Open{slab, Chain{}};
-    }
-    target->chain.append_chain(run);
+    marker.add_run(slab, run.head, run.count);
+    remote += run.count;
   });
-  for (unsigned i = 0; i < open_count; ++i) flush(open[i]);
-  if (remote != 0) {
-    if (heap != nullptr) {
-      bump(heap->counters.remote_frees, remote);
-    } else {
-      g_counters.remote_frees.fetch_add(remote, std::memory_order_relaxed);
-    }
-  }
+  marker.publish();
+  count_remote_frees(heap, remote);
   return total;
 }
 
@@ -281,7 +259,7 @@ void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
   heap->batch[cls] = batch;
   if (!check_mode()) {
     heap->cache[cls].cap = 2 * batch;
-    heap->outgoing[cls].cap = batch < kOutgoingSlots ? batch : kOutgoingSlots;
+    heap->outgoing[cls].cap = outgoing_cap(batch);
   }
 }
 
@@ -583,7 +561,7 @@ void send_outgoing(Heap* heap, unsigned cls, void* extra) {
       ++remote;
     });
     marker.publish();
-    if (remote != 0) bump(heap->counters.remote_frees, remote);
+    count_remote_frees(heap, remote);
   }
   out.count = 0;
 }
@@ -694,7 +672,7 @@ void init_heap(Heap* heap) {
   for (unsigned c = 0; c < kClassCount; ++c) {
     heap->batch[c] = kInitialBatch;
     heap->cache[c].cap = check_mode() ? 0 : 2 * kInitialBatch;
-    heap->outgoing[c].cap = check_mode() ? 0 : std::min(kInitialBatch, kOutgoingSlots);
+    heap->outgoing[c].cap = check_mode() ? 0 : outgoing_cap(kInitialBatch);
   }
   heap->live = true;
 }
@@ -812,12 +790,10 @@ void free_direct(Heap* heap, Slab* slab, void* block) {
     local_free(heap, slab, block, block, 1);
     return;
   }
-  remote_push(slab, block, 1, marking());
-  if (heap != nullptr) {
-    bump(heap->counters.remote_frees);
-  } else {
-    g_counters.remote_frees.fetch_add(1, std::memory_order_relaxed);
-  }
+  RemoteMarker marker(marking());
+  marker.add(slab, block);
+  marker.publish();
+  count_remote_frees(heap, 1);
 }
 
 [[noreturn]] HAK_SLOW_PATH void report_invalid_free_fatal(const void* p, const Slab* slab) {

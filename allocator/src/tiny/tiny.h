@@ -20,13 +20,13 @@
 // Fast paths: alloc pops the class list (one unlikely exit when it is empty); free validates the
 // block boundary and pushes the block on the cache (one of this thread's slabs) or appends its
 // address to the outgoing list (another's) when that list has room (unlikely exits for "invalid"
-// and "full"). Blocks of
-// other threads' slabs are never reused here: the thread would write into cache lines its owner
-// uses (passive false sharing, as in Hoard's cache-scratch). Everything else is in tiny.cpp:
-//  - refill (cache empty): the class's stash first (a batch of the newest stashed chain), then its
-//    spill queue (HAKMEM_BG_SPILL=inline), then the current slab (its remote bitmap drained, one
-//    exchange, then its free list, then carving), then a full slab that received remote frees, then
-//    the pool (pool.h).
+// and "full"). Blocks of other threads' slabs are never reused here: the thread would write into
+// cache lines its owner uses (passive false sharing, as in Hoard's cache-scratch). Everything else
+// is in tiny.cpp:
+//  - refill (cache empty): the class's stash first (the newest stashed chain, whole in a burst of
+//    mallocs, else a batch of it), then its spill queue (HAKMEM_BG_SPILL=inline), then the
+//    current slab (its remote bitmap drained, one exchange a word, then its free list, then
+//    carving), then a full slab that received remote frees, then the pool (pool.h).
 //  - foreign free (the block's slab is not this thread's): the fast path appends it to the heap's
 //    outgoing list of the class instead of the cache; a full list leaves at once like a
 //    spill's foreign blocks (below).
