@@ -2,6 +2,7 @@
 #include "os/os.h"
 
 #include <sys/mman.h>
+#include <time.h>
 
 #include <atomic>
 #include <cerrno>
@@ -145,6 +146,12 @@ bool move_pages(void* p, size_t size, void* dst) {
   g_bytes_mapped.fetch_sub(size, std::memory_order_relaxed);
   g_unmap_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+uint64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
 void inject_map_failures(uint64_t successes) {

@@ -43,6 +43,9 @@ void uncommit(void* p, size_t size);
 // map(); the old range is unmapped. No copy: page tables move. False (nothing changed) on failure.
 bool move_pages(void* p, size_t size, void* dst);
 
+// A coarse monotonic clock (a few ms of resolution, no syscall) for the release delays.
+uint64_t now_ms();
+
 // Testing: let `successes` more mappings succeed, then fail every later one until called again
 // with UINT64_MAX (never fail).
 void inject_map_failures(uint64_t successes);

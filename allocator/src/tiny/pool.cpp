@@ -2,8 +2,6 @@
 // slabs and their adoption.
 #include "tiny/pool.h"
 
-#include <time.h>
-
 #include <cerrno>
 #include <new>
 
@@ -40,12 +38,6 @@ uint64_t g_slabs_per_class[kClassCount] = {};
 // slabs emptied by remote frees after their owner exited go back to the pool).
 constexpr unsigned kAdoptScan = 8;
 
-uint64_t now_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
-}
-
 void decommit_idle_slabs_locked(bool force);
 
 bool has_free_blocks(const Slab* slab) {
@@ -54,7 +46,7 @@ bool has_free_blocks(const Slab* slab) {
 
 void link_with_empty(SuperSlab* ss) {
   if (ss->empty_count == kBlockSlabs) {
-    ss->empty_since_ms = now_ms();
+    ss->empty_since_ms = os::now_ms();
     ring_push_front(g_wholly_empty, ss);
   } else {
     ring_push_front(g_with_empty, ss);
@@ -337,7 +329,7 @@ void maintain_locked(bool force, unsigned budget_per_call) {
     g_maintenance_class = (cls + 1) % kClassCount;
   }
   uint64_t delay = options().release_delay_ms;
-  uint64_t now = now_ms();
+  uint64_t now = os::now_ms();
   if (force || now - g_last_periodic_ms >= (delay == 0 ? 1 : delay)) {
     g_last_periodic_ms = now;
     // First, so that the slabs it releases are seen by the decommit pass.
