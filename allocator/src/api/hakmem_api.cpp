@@ -75,6 +75,10 @@ void* route_calloc(size_t count, size_t size) {
   return p;
 }
 
+// A block reallocated past this size lives in a large span (even below kPoolMaxSize), where it
+// grows in place or by moving pages: in the pool's top classes each step up would be a copy.
+constexpr size_t kReallocLargeFrom = 256 * 1024;
+
 void* route_realloc_slow(void* p, size_t size) {
   if (p == nullptr) return route_malloc(size);
   if (size == 0) {  // glibc's behaviour: free and return NULL
@@ -89,7 +93,7 @@ void* route_realloc_slow(void* p, size_t size) {
   } else {
     entry = chunk_map::lookup(p);
     // Large blocks that stay large grow (mremap) or shrink (unmap the tail) where they are.
-    if (entry.kind() == chunk_map::Kind::kLarge && size > kPoolMaxSize &&
+    if (entry.kind() == chunk_map::Kind::kLarge && size > kReallocLargeFrom &&
         large::resize_in_place(p, entry, size)) {
       return p;
     }
@@ -112,7 +116,8 @@ void* route_realloc_slow(void* p, size_t size) {
   // A block that grows gets at least a quarter more than it had: a buffer grown in small steps
   // then moves every ~1.25x of growth instead of at every size class.
   size_t want = size > usable && size - usable < usable / 4 ? usable + usable / 4 : size;
-  void* fresh = route_malloc(want);
+  void* fresh =
+      size > usable && want > kReallocLargeFrom ? large::alloc(want, 16) : route_malloc(want);
   if (HAK_UNLIKELY(fresh == nullptr) && want != size) fresh = route_malloc(size);
   if (fresh == nullptr) return nullptr;  // p stays valid, as realloc requires
   std::memcpy(fresh, p, usable < size ? usable : size);

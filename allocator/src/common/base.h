@@ -29,7 +29,7 @@ inline constexpr size_t kCacheLine = 64;
 
 // The largest size each part serves (inclusive). Above kPoolMaxSize: large spans.
 inline constexpr size_t kTinyMaxSize = 1024;
-inline constexpr size_t kPoolMaxSize = 256 * 1024;
+inline constexpr size_t kPoolMaxSize = 1024 * 1024;
 
 constexpr uintptr_t align_down(uintptr_t x, size_t alignment) {
   return x & ~(uintptr_t{alignment} - 1);

@@ -2,8 +2,8 @@
 // carve 2 MiB arena chunks.
 //
 // Glossary
-//  - class: one of kClassCount block sizes, four per doubling from 1280 B to 256 KiB (all
-//    multiples of 256), so a request never wastes 25% or more of its block.
+//  - class: one of kClassCount block sizes, four per doubling from 1280 B to 256 KiB, eight from
+//    there to 1 MiB (all multiples of 256), so a request never wastes 25% or more of its block.
 //  - chunk: a 2 MiB, 2 MiB-aligned arena registered in the chunk map as (kPool, Chunk*). Its
 //    first page is the Chunk header; the other pages are handed out in runs. Pages below
 //    next_page have been carved at least once; the rest is the bump area, never touched.
@@ -62,14 +62,20 @@
 
 namespace hak::pool {
 
-inline constexpr size_t kClassCount = 32;
+inline constexpr size_t kClassCount = 48;
 inline constexpr size_t kMinSize = kTinyMaxSize + 1;
 inline constexpr unsigned kPageShift = 12;
 inline constexpr size_t kPagesPerChunk = kChunkSize >> kPageShift;
 inline constexpr uint8_t kNoClass = 0xff;  // page_class of a page outside every run
 
-// Class c covers (size(c-1), size(c)]: size(c) = 2^d + (step + 1) * 2^(d-2), c = 4 (d - 10) + step.
+// Class c covers (size(c-1), size(c)]. Up to 256 KiB (c < 32): size(c) = 2^d + (step + 1) *
+// 2^(d-2), c = 4 (d - 10) + step. Above, eight steps per doubling: a block of 1 MiB or less is one
+// run of its own, and often made of recycled (resident) pages, so its rounding is resident waste.
 constexpr size_t class_size(unsigned c) {
+  if (c >= 32) {
+    unsigned d = 18 + (c - 32) / 8;
+    return (size_t{1} << d) + ((c - 32) % 8 + 1) * (size_t{1} << (d - 3));
+  }
   unsigned d = 10 + c / 4;
   return (size_t{1} << d) + (c % 4 + 1) * (size_t{1} << (d - 2));
 }

@@ -190,6 +190,23 @@ TEST(HakApi, ReallocGrowthInSmallStepsMovesRarely) {
   hak_free(p);
 }
 
+// Past 256 KiB a growing block leaves the pool (whose classes go up to 1 MiB) for a large span,
+// where further growth up to its 2 MiB granule happens in place.
+TEST(HakApi, ReallocGrowthPast256KiBMovesToALargeSpanAndThenStays) {
+  void* p = hak_malloc(200000);
+  ASSERT_EQ(hak::chunk_map::lookup(p).kind(), hak::chunk_map::Kind::kPool);
+  fill(p, 200000, 6);
+  void* q = hak_realloc(p, 300000);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(hak::chunk_map::lookup(q).kind(), hak::chunk_map::Kind::kLarge);
+  EXPECT_TRUE(check(q, 200000, 6));
+  for (size_t size = 364000; size <= 1800000; size += 64000) {
+    EXPECT_EQ(hak_realloc(q, size), q) << size;
+  }
+  EXPECT_TRUE(check(q, 200000, 6));
+  hak_free(q);
+}
+
 TEST(HakApi, ReallocFailureLeavesTheBlockIntact) {
   void* p = hak_malloc(5000);
   fill(p, 5000, 9);
