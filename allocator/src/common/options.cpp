@@ -40,11 +40,12 @@ constexpr OptionSpec kOptionTable[] = {
     {"HAKMEM_BG_SPILL", Kind::kBgSpill, offsetof(Options, bg_spill),
      "thread|inline|off: who drains the per-class spill queues (default inline)"},
     {"HAKMEM_RELEASE_DELAY_MS", Kind::kUnsigned, offsetof(Options, release_delay_ms),
-     "how long an empty SuperSlab is kept before it is returned to the OS (default 100)"},
+     "how long an empty SuperSlab, or a cached large span's pages, are kept before they go back to "
+     "the OS (default 100)"},
     {"HAKMEM_LARGE_CACHE_MB", Kind::kUnsigned, offsetof(Options, large_cache_mb),
-     "bytes of freed large spans kept mapped for reuse, in MiB (default 64)"},
+     "bytes of freed large spans kept mapped for reuse, in MiB (default 512)"},
     {"HAKMEM_LARGE_COMMIT_MB", Kind::kUnsigned, offsetof(Options, large_commit_mb),
-     "of the cached large spans, MiB kept committed; the rest are decommitted (default 32)"},
+     "of the cached large spans, MiB kept committed; the rest are decommitted (default 256)"},
     {"HAKMEM_OS_FAIL_AFTER", Kind::kUnsigned, offsetof(Options, os_fail_after),
      "testing: after N successful OS mappings every further mapping fails (0: never)"},
 };

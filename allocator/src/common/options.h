@@ -24,8 +24,8 @@ struct Options {
   bool verbose = false;                      // HAKMEM_VERBOSE: log slow-path decisions
   BgSpillMode bg_spill = BgSpillMode::kOff;  // HAKMEM_BG_SPILL
   uint64_t release_delay_ms = 100;           // HAKMEM_RELEASE_DELAY_MS
-  uint64_t large_cache_mb = 64;              // HAKMEM_LARGE_CACHE_MB
-  uint64_t large_commit_mb = 32;             // HAKMEM_LARGE_COMMIT_MB
+  uint64_t large_cache_mb = 512;             // HAKMEM_LARGE_CACHE_MB
+  uint64_t large_commit_mb = 256;            // HAKMEM_LARGE_COMMIT_MB
   uint64_t os_fail_after = 0;                // HAKMEM_OS_FAIL_AFTER (0: never)
 };
 

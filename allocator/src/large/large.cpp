@@ -36,7 +36,9 @@ struct alignas(64) SpanHeader {
   size_t resident;  // while cached: estimate of resident bytes, for the commit limit
   uint64_t stamp;   // while cached: when it entered the cache (the oldest goes first)
   bool cached;      // under g_lock only: neighbours read it to decide whether to merge
+  uint32_t cached_ms;  // while cached: os::now_ms() when its pages last left a block (mod 2^32)
 };
+static_assert(sizeof(SpanHeader) == 64, "the header takes one line in front of the block");
 
 // g_lock guards the cache (slots, byte counts, SpanHeader::cached, the entries of cached spans)
 // and every unregistration of a span: a thread that merges reads a neighbour's header through the
@@ -47,6 +49,7 @@ size_t g_slot_count = 0;
 size_t g_cached_bytes = 0;    // address space of cached spans
 size_t g_resident_bytes = 0;  // resident estimate of cached spans
 uint64_t g_clock = 0;
+uint64_t g_last_idle_pass_ms = 0;
 
 // A statistic. Every write is made under g_lock, mostly by a cache operation that holds it anyway,
 // as a relaxed load and store: the lock orders the writers, so no update is lost, without a locked
@@ -185,6 +188,9 @@ bool merge_runs_locked() {
     while (SpanHeader* right = cached_span_at(base_of(head) + head->reserved)) {
       right->cached = false;  // its slot is dropped below
       head->stamp = std::max(head->stamp, right->stamp);
+      if (static_cast<int32_t>(right->cached_ms - head->cached_ms) > 0) {
+        head->cached_ms = right->cached_ms;
+      }
       absorb_locked(head, right);
       merged = true;
     }
@@ -207,6 +213,7 @@ SpanHeader* split(SpanHeader* span, size_t reserve) {
   // The header just written dirtied the tail's first page.
   tail->dirty = span->dirty > reserve + kPageSize ? span->dirty - reserve : kPageSize;
   tail->resident = std::max(span->resident - kept_resident, kPageSize);
+  tail->cached_ms = span->cached_ms;  // its resident pages are as old as the span's
   reregister(rest, tail->reserved, tail);
   span->reserved = reserve;
   span->dirty = std::min(span->dirty, reserve);
@@ -227,6 +234,13 @@ SpanHeader* evict_oldest_locked() {
   return span;
 }
 
+void decommit_locked(SpanHeader* span) {
+  if (span->dirty > kPageSize) os::decommit(base_of(span) + kPageSize, span->dirty - kPageSize);
+  g_resident_bytes -= span->resident - kPageSize;
+  span->resident = kPageSize;
+  span->dirty = kPageSize;
+}
+
 // Decommits the oldest cached span that holds resident pages beyond its header. False if none.
 // Under the lock: a span being decommitted must not be handed out meanwhile.
 bool decommit_oldest_locked() {
@@ -238,13 +252,25 @@ bool decommit_oldest_locked() {
     }
   }
   if (oldest == nullptr) return false;
-  if (oldest->dirty > kPageSize) {
-    os::decommit(base_of(oldest) + kPageSize, oldest->dirty - kPageSize);
-  }
-  g_resident_bytes -= oldest->resident - kPageSize;
-  oldest->resident = kPageSize;
-  oldest->dirty = kPageSize;
+  decommit_locked(oldest);
   return true;
+}
+
+// Decommits the cached spans whose pages no request took for a whole HAKMEM_RELEASE_DELAY_MS:
+// the commit limit bounds a burst, this returns what the program stopped asking for. At most one
+// pass per clock tick, from the cache operations (a program that stops using large blocks keeps
+// its last cached pages until hak_collect or its next large block).
+void decommit_idle_locked() {
+  uint64_t now = os::now_ms();
+  if (now == g_last_idle_pass_ms) return;
+  g_last_idle_pass_ms = now;
+  uint64_t delay = options().release_delay_ms;
+  for (size_t i = 0; i < g_slot_count; ++i) {
+    SpanHeader* span = g_slots[i];
+    if (span->resident > kPageSize && static_cast<uint32_t>(now) - span->cached_ms >= delay) {
+      decommit_locked(span);
+    }
+  }
 }
 
 // Caches a span that nobody uses, as it is (a cached neighbour stays a span of its own until a
@@ -255,8 +281,10 @@ void cache_put(SpanHeader* span, LiveChange change = {}) {
   SpanHeader* victims[kCacheSlots + 1];
   size_t victim_count = 0;
   {
+    span->cached_ms = static_cast<uint32_t>(os::now_ms());
     SpinLockGuard guard(g_lock);
     count_locked(change);
+    decommit_idle_locked();
     if (g_slot_count == kCacheSlots && !merge_runs_locked()) {
       victims[victim_count++] = evict_oldest_locked();
     }
@@ -312,6 +340,7 @@ SpanHeader* take_run_locked(size_t i, size_t reserve) {
 // A hit counts the block (usable bytes) as live.
 SpanHeader* take_cached(size_t reserve, size_t end, size_t usable) {
   SpinLockGuard guard(g_lock);
+  decommit_idle_locked();
   size_t best = kCacheSlots;
   Run best_run{};
   ptrdiff_t best_score = 0;
@@ -361,6 +390,66 @@ SpanHeader* map_span(size_t reserve, size_t alignment) {
   return span;
 }
 
+// Sources for compose(): cached spans with at least this many resident bytes beyond the header.
+constexpr size_t kMoveMinBytes = 64 * 1024;
+constexpr size_t kMoveMaxSources = 8;
+
+// Takes out of the cache (and the chunk map) the spans whose resident pages best cover `need`
+// bytes, most resident first, at most kMoveMaxSources. Returns how many it took.
+size_t take_move_sources_locked(size_t need, SpanHeader** sources) {
+  size_t count = 0;
+  for (size_t covered = 0; covered < need && count < kMoveMaxSources;) {
+    size_t best = kCacheSlots;
+    for (size_t i = 0; i < g_slot_count; ++i) {
+      if (g_slots[i]->resident >= kPageSize + kMoveMinBytes &&
+          (best == kCacheSlots || g_slots[i]->resident > g_slots[best]->resident)) {
+        best = i;
+      }
+    }
+    if (best == kCacheSlots) break;
+    SpanHeader* span = remove_locked(best);
+    chunk_map::unregister_range(span, span->reserved);
+    covered += span->dirty;
+    sources[count++] = span;
+  }
+  return count;
+}
+
+// A miss: a fresh span of `reserve` bytes for a block ending at `end`, under which the resident
+// pages of cached spans too small to serve it are moved first (mremap moves page tables: no copy,
+// no fault), so that only the rest faults in. Their address space is returned to the OS.
+SpanHeader* compose(size_t reserve, size_t end, size_t alignment) {
+  SpanHeader* span = map_span(reserve, alignment);
+  if (span == nullptr || !os::kCanRemap) return span;
+  SpanHeader* sources[kMoveMaxSources];
+  size_t count;
+  {
+    SpinLockGuard guard(g_lock);
+    count = take_move_sources_locked(end, sources);
+  }
+  if (count == 0) return span;
+  char* dst = base_of(span);
+  size_t filled = 0;
+  for (size_t i = 0; i < count; ++i) {
+    // The header moves with the pages: read what it says first.
+    size_t reserved = sources[i]->reserved;
+    size_t bytes = std::min(sources[i]->dirty, end - filled);
+    char* src = base_of(sources[i]);
+    if (bytes != 0 && os::move_pages(src, bytes, dst + filled)) {
+      filled += bytes;
+    } else {
+      bytes = 0;
+    }
+    if (reserved > bytes) os::unmap(src + bytes, reserved - bytes);
+  }
+  // The moves overwrote the header's page.
+  span = new (dst) SpanHeader{};
+  span->reserved = reserve;
+  span->dirty = std::max(filled, kPageSize);
+  span->resident = span->dirty;
+  return span;
+}
+
 }  // namespace
 
 void* alloc(size_t size, size_t alignment, bool zero) {
@@ -387,11 +476,17 @@ void* alloc(size_t size, size_t alignment, bool zero) {
       std::memset(base_of(span) + offset, 0, std::min(size, span->dirty - offset));
     }
   } else {
-    span = map_span(reserve, alignment);  // fresh pages: zero past the header already
-    SpinLockGuard guard(g_lock);
-    g_cache_misses.add_locked(1);
-    if (span == nullptr) return nullptr;  // errno = ENOMEM
-    count_locked(handed_out(end - offset));
+    span = compose(reserve, end, alignment);
+    {
+      SpinLockGuard guard(g_lock);
+      g_cache_misses.add_locked(1);
+      if (span == nullptr) return nullptr;  // errno = ENOMEM
+      count_locked(handed_out(end - offset));
+    }
+    // Past its header, a fresh span reads as zero up to the pages moved under it.
+    if (zero && span->dirty > kPageSize) {
+      std::memset(base_of(span) + offset, 0, std::min(size, span->dirty - offset));
+    }
   }
   span->offset = offset;
   span->end = end;

@@ -1,5 +1,5 @@
-// Large blocks (above kPoolMaxSize, or any request with an alignment the other parts cannot
-// give): each is its own span of pages from the OS, with a header in front of the block.
+// Large blocks (above kPoolMaxSize, any request with an alignment the other parts cannot give,
+// and blocks realloc grows past 256 KiB): each is its own span of pages from the OS, with a header in front of the block.
 //
 // Glossary: a span is [base, base + reserved): whole 2 MiB granules, base aligned to max(2 MiB,
 // the alignment asked) (so the chunk map names it by granule); the header sits at base, the block
@@ -9,12 +9,15 @@
 // cached span whose resident pages it reuses best, merged with as many cached spans after it as it
 // needs when it is too small alone, and splits off the rest at a granule boundary; a span of the
 // block's size in granules is taken as it is, so a steady same-size loop costs no merge, split or
-// syscall. A full slot table, or a cache past its byte limit, merges every run of cached
-// neighbours before it evicts. Resident pages more than 64 KiB past a recycled block's end are
-// decommitted. Spans above half of HAKMEM_LARGE_CACHE_MB are never cached. Beyond
-// HAKMEM_LARGE_COMMIT_MB of resident cached bytes the oldest cached spans are decommitted (their
-// pages return to the OS, the address range stays), beyond HAKMEM_LARGE_CACHE_MB of cached address
-// space they are unmapped.
+// syscall. When no cached span or run of neighbours holds the block, it gets fresh address space
+// and the resident pages of up to 8 cached spans (most resident first) are moved under it with
+// mremap, so only the rest faults in; their old address ranges go back to the OS. A full slot
+// table, or a cache past its byte limit, merges every run of cached neighbours before it evicts.
+// Resident pages more than 64 KiB past a recycled block's end are decommitted. Spans above half
+// of HAKMEM_LARGE_CACHE_MB are never cached. A cached span whose pages no request took for
+// HAKMEM_RELEASE_DELAY_MS is decommitted at the next cache operation (their pages return to the
+// OS, the address range stays); beyond HAKMEM_LARGE_COMMIT_MB of resident cached bytes the oldest
+// are decommitted at once, beyond HAKMEM_LARGE_CACHE_MB of cached address space they are unmapped.
 //
 // Invariants: header->block == the pointer handed out while the span is live, nullptr while it is
 // cached (how free validates a pointer and catches a double free); usable size == end - offset;

@@ -5,8 +5,10 @@
 #include "large/large.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -179,6 +181,69 @@ TEST(Large, ARequestTooBigForEachFreedSpanReusesAdjacentOnes) {
   EXPECT_EQ(after.os_map_calls, before.os_map_calls);
   EXPECT_EQ(first_nonzero(c, 3 * kMiB), 3 * kMiB);
   span_free(c);
+  collect();
+}
+
+long thread_page_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_minflt;
+}
+
+// A request that no cached span or run of neighbours holds gets fresh address space, with the
+// resident pages of the cached spans moved under it (mremap): it faults in only the rest. Its
+// pages then hold old data, so a zeroed one is cleared.
+TEST(Large, AMissMovesTheResidentPagesOfCachedSpansUnderTheBlock) {
+  constexpr size_t kMiB = size_t{1} << 20;
+  constexpr size_t kOld = 3 * kMiB / 2;
+  constexpr size_t kNew = 5 * kMiB;
+  for (bool zero : {false, true}) {
+    collect();
+    // a, then a live separator, then b: the freed a and b are not neighbours.
+    auto* a = static_cast<unsigned char*>(alloc(kOld, 16));
+    void* separator = alloc(kOld, 16);
+    auto* b = static_cast<unsigned char*>(alloc(kOld, 16));
+    std::memset(a, 1, kOld);
+    std::memset(b, 2, kOld);
+    span_free(a);
+    span_free(b);
+    hak_stats_t before = stats();
+    auto* c = static_cast<unsigned char*>(alloc(kNew, 16, zero));
+    hak_stats_t after = stats();
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(after.large_cache_misses - before.large_cache_misses, 1u);
+    EXPECT_GE(after.os_unmap_calls - before.os_unmap_calls, 2u);  // one move per span
+    if (zero) {
+      EXPECT_EQ(first_nonzero(c, kNew), kNew);
+    } else {
+      EXPECT_TRUE(c[0] == 1 || c[0] == 2) << int{c[0]};  // the first page moved, not fresh
+    }
+    long faults = thread_page_faults();
+    std::memset(c, 3, kNew);
+    faults = thread_page_faults() - faults;
+    // About 3 MiB of the 5 were resident already: at most the other 2 MiB fault in.
+    EXPECT_LT(faults, static_cast<long>((kNew - 2 * kOld) / kPageSize + 64)) << faults;
+    span_free(c);
+    span_free(separator);
+  }
+  collect();
+}
+
+// Cached pages no request takes for a whole release delay go back to the OS at the next cache
+// operation, however far below the commit limit the cache is.
+TEST(Large, CachedPagesIdleForTheReleaseDelayAreDecommitted) {
+  collect();
+  constexpr size_t kSize = 3 << 20;
+  auto* a = static_cast<unsigned char*>(alloc(kSize, 16));
+  std::memset(a, 7, kSize);
+  span_free(a);
+  std::this_thread::sleep_for(std::chrono::milliseconds(options().release_delay_ms + 50));
+  hak_stats_t before = stats();
+  void* other = alloc(100 << 20, 16);  // a cache operation of another size
+  hak_stats_t after = stats();
+  // a's span, the one resident cached span, was decommitted (nothing else in that call decommits).
+  EXPECT_EQ(after.os_decommit_calls - before.os_decommit_calls, 1u);
+  span_free(other);
   collect();
 }
 
