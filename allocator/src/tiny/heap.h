@@ -30,13 +30,13 @@
 //    block puts this thread's writes on the owner's cache lines: passive false sharing); a full
 //    list leaves at once (into the slabs' remote bitmaps, or linked onto the spill queue).
 //
-// Invariants: cache[c].count == length of cache[c].head's list <= cache[c].cap (+1 inside the
-// free slow path); every block on it is of class c, freed by this thread into one of its own
-// slabs, or taken from the class's spill queue by a refill; so is every block of stash[c], whose
-// chains' counts are their lengths and add up, times the class sizes, to stash_bytes;
-// outgoing[c].count <= outgoing[c].cap <= kOutgoingSlots, every block of class c and of a slab
-// this heap did not own when the block was freed; a heap's slabs have owner_cache in its caches
-// and are on exactly one of its lists. Lock order: a heap's slow_lock before the pool lock;
+// Invariants: cache[c].count() == length of cache[c].head's list <= cache[c].cap (+1 inside the
+// free slow path), i.e. room >= 0 (-1 there); every block on it is of class c, freed by this thread
+// into one of its own slabs, or taken from the class's spill queue by a refill; so is every block
+// of stash[c], whose chains' counts are their lengths and add up, times the class sizes, to
+// stash_bytes; outgoing[c].count <= outgoing[c].cap <= kOutgoingSlots, every block of class c and
+// of a slab this heap did not own when the block was freed; a heap's slabs have owner_cache in its
+// caches and are on exactly one of its lists. Lock order: a heap's slow_lock before the pool lock;
 // whoever holds the pool lock may only try_lock a heap.
 #pragma once
 
@@ -52,10 +52,20 @@ namespace hak::tiny {
 
 inline constexpr uint32_t kOutgoingSlots = 64;  // outgoing blocks per class
 
+// A class's LIFO list of free blocks. It keeps its room (cap - length) rather than its length so
+// that free's fast path needs no compare with the cap: a decrement that goes below zero means the
+// list is full.
 struct ClassCache {
   void* head;
-  uint32_t count;
+  int32_t room;
   uint32_t cap;
+
+  uint32_t count() const { return cap - static_cast<uint32_t>(room); }
+  void set_count(uint32_t count) { room = static_cast<int32_t>(cap - count); }
+  void set_cap(uint32_t new_cap) {
+    room += static_cast<int32_t>(new_cap - cap);
+    cap = new_cap;
+  }
 };
 
 struct OutgoingList {

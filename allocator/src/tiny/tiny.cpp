@@ -214,7 +214,7 @@ uint32_t route_blocks(Heap* heap, void* chain) {
 
 // Blocks of class cls that the heap holds free: its cache, its stash and its outgoing list.
 uint32_t held_blocks(const Heap* heap, unsigned cls) {
-  return heap->cache[cls].count + heap->stash[cls].blocks + heap->outgoing[cls].count;
+  return heap->cache[cls].count() + heap->stash[cls].blocks + heap->outgoing[cls].count;
 }
 
 // For other threads' stats snapshots.
@@ -258,7 +258,7 @@ void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
   }
   heap->batch[cls] = batch;
   if (!check_mode()) {
-    heap->cache[cls].cap = 2 * batch;
+    heap->cache[cls].set_cap(2 * batch);
     heap->outgoing[cls].cap = outgoing_cap(batch);
   }
 }
@@ -434,16 +434,16 @@ void maintain_heap(Heap* heap) {
 bool stash_cache(Heap* heap, unsigned cls) {
   ClassStash& stash = heap->stash[cls];
   ClassCache& cache = heap->cache[cls];
-  if (cache.count < 2) return false;
+  if (cache.count() < 2) return false;
   void* newest = cache.head;
-  uint32_t count = cache.count - 1;
+  uint32_t count = cache.count() - 1;
   uint32_t bytes = count * kClassSizes[cls];
   if (stash.depth == kStashDepth || heap->stash_bytes + bytes > kStashBytes) return false;
   stash.chains[stash.depth++] = StashedChain{next_of(newest), count, heap->ticks};
   stash.blocks += count;
   heap->stash_bytes += bytes;
   next_of(newest) = nullptr;
-  cache.count = 1;
+  cache.set_count(1);
   return true;
 }
 
@@ -469,7 +469,7 @@ uint32_t refill_from_stash(Heap* heap, unsigned cls, uint32_t want) {
   }
   stash.blocks -= taken;
   heap->stash_bytes -= taken * kClassSizes[cls];
-  cache.count = taken;
+  cache.set_count(taken);
   publish_count(heap, cls);
   bump(heap->counters.refills);
   return taken;
@@ -505,7 +505,7 @@ uint32_t refill(Heap* heap, unsigned cls) {
   chain.terminate();
   ClassCache& cache = heap->cache[cls];
   cache.head = chain.head;
-  cache.count = chain.count;
+  cache.set_count(chain.count);
   publish_count(heap, cls);
   bump(heap->counters.refills);
   return chain.count;
@@ -522,17 +522,17 @@ void spill(Heap* heap, unsigned cls) {
   bump(heap->counters.spills);
   if (stash_cache(heap, cls)) return publish_count(heap, cls);
   uint32_t keep = heap->batch[cls];
-  if (keep >= cache.count) return;
+  if (keep >= cache.count()) return;
   // Own blocks go home now (no atomics); foreign ones (from the spill queue) leave as one chain.
   Chain foreign;
-  for_each_run(cache.head, cache.count - keep, [&](Slab* slab, Chain& run) {
+  for_each_run(cache.head, cache.count() - keep, [&](Slab* slab, Chain& run) {
     if (owned_by(*slab, heap)) {
       local_free(heap, slab, run.head, run.tail, run.count);
     } else {
       foreign.append_chain(run);
     }
   });
-  cache.count = keep;
+  cache.set_count(keep);
   publish_count(heap, cls);
   send_foreign(heap, cls, foreign);
 }
@@ -586,7 +586,7 @@ void flush_caches(Heap* heap) {
     flush_stash(heap, c);
     void* chain = heap->cache[c].head;
     heap->cache[c].head = nullptr;
-    heap->cache[c].count = 0;
+    heap->cache[c].set_count(0);
     route_blocks(heap, chain);
     send_outgoing(heap, c, nullptr);
     publish_count(heap, c);
@@ -671,7 +671,7 @@ void init_heap(Heap* heap) {
   new (heap) Heap{};
   for (unsigned c = 0; c < kClassCount; ++c) {
     heap->batch[c] = kInitialBatch;
-    heap->cache[c].cap = check_mode() ? 0 : 2 * kInitialBatch;
+    heap->cache[c].set_cap(check_mode() ? 0 : 2 * kInitialBatch);
     heap->outgoing[c].cap = check_mode() ? 0 : outgoing_cap(kInitialBatch);
   }
   heap->live = true;
@@ -773,7 +773,7 @@ HAK_SLOW_PATH void* alloc_orphan(unsigned cls) {
   if (block == nullptr && refill(&g_orphan_heap, cls) != 0) block = cache.head;
   if (block != nullptr) {
     cache.head = next_of(block);
-    --cache.count;
+    ++cache.room;
   }
   g_orphan_lock.unlock();
   if (block == nullptr) {
@@ -919,7 +919,7 @@ HAK_SLOW_PATH void* alloc_slow(ClassCache* empty) noexcept {
   }
   void* block = cache.head;
   cache.head = next_of(block);
-  --cache.count;
+  ++cache.room;
   if (marking()) debug_mark_allocated(block, cls);
   return block;
 }
@@ -939,8 +939,7 @@ HAK_SLOW_PATH void free_slow(void* p) noexcept {
   ClassCache& cache = heap->cache[cls];
   next_of(p) = cache.head;
   cache.head = p;
-  ++cache.count;
-  if (cache.count > cache.cap) spill(heap, cls);
+  if (--cache.room < 0) spill(heap, cls);
 }
 
 void debug_mark_allocated(void* block, unsigned cls) noexcept {
@@ -1108,7 +1107,7 @@ Census census() {
 }
 
 uint32_t cached_blocks(unsigned cls) {
-  return t_heap->cache[cls].count + t_heap->stash[cls].blocks;
+  return t_heap->cache[cls].count() + t_heap->stash[cls].blocks;
 }
 
 }  // namespace testing

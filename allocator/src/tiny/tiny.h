@@ -80,7 +80,7 @@ HAK_FAST_PATH void* alloc(size_t size) noexcept {
   void* block = cache.head;
   if (HAK_UNLIKELY(block == nullptr)) return alloc_slow(&cache);
   cache.head = next_of(block);
-  --cache.count;
+  ++cache.room;
   if constexpr (kDebugChecks) debug_mark_allocated(block, size_to_class(size));
   return block;
 }
@@ -100,11 +100,12 @@ HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
     out.blocks[out.count++] = p;
     return;
   }
-  if (HAK_UNLIKELY(list->count >= list->cap)) return free_slow(p);
+  int32_t room = list->room - 1;
+  if (HAK_UNLIKELY(room < 0)) return free_slow(p);
+  list->room = room;
   if constexpr (kDebugChecks) debug_mark_freed(p, slab);
   next_of(p) = list->head;
   list->head = p;
-  ++list->count;
 }
 
 // The block size of p, a pointer into ss (as for free); 0 when p is not the start of a block.
