@@ -194,6 +194,7 @@ long thread_page_faults() {
 // resident pages of the cached spans moved under it (mremap): it faults in only the rest. Its
 // pages then hold old data, so a zeroed one is cleared.
 TEST(Large, AMissMovesTheResidentPagesOfCachedSpansUnderTheBlock) {
+  if (!os::kCanRemap) GTEST_SKIP() << "pages are never moved under ThreadSanitizer (os.h)";
   constexpr size_t kMiB = size_t{1} << 20;
   constexpr size_t kOld = 3 * kMiB / 2;
   constexpr size_t kNew = 5 * kMiB;
