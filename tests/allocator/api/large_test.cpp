@@ -222,8 +222,9 @@ TEST(Large, AMissMovesTheResidentPagesOfCachedSpansUnderTheBlock) {
     long faults = thread_page_faults();
     std::memset(c, 3, kNew);
     faults = thread_page_faults() - faults;
-    // About 3 MiB of the 5 were resident already: at most the other 2 MiB fault in.
-    EXPECT_LT(faults, static_cast<long>((kNew - 2 * kOld) / kPageSize + 64)) << faults;
+    // About 3 MiB of the 5 were resident already, so about 2 MiB (512 pages) fault in, against
+    // 1280 for fresh pages; the bound leaves room for a sanitizer's shadow pages.
+    EXPECT_LT(faults, static_cast<long>(kNew / kPageSize * 3 / 4)) << faults;
     span_free(c);
     span_free(separator);
   }
