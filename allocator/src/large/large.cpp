@@ -234,6 +234,7 @@ SpanHeader* evict_oldest_locked() {
   return span;
 }
 
+// A cached span's pages but its header's go back to the OS. Under the lock.
 void decommit_locked(SpanHeader* span) {
   if (span->dirty > kPageSize) os::decommit(base_of(span) + kPageSize, span->dirty - kPageSize);
   g_resident_bytes -= span->resident - kPageSize;
@@ -260,8 +261,7 @@ bool decommit_oldest_locked() {
 // the commit limit bounds a burst, this returns what the program stopped asking for. At most one
 // pass per clock tick, from the cache operations (a program that stops using large blocks keeps
 // its last cached pages until hak_collect or its next large block).
-void decommit_idle_locked() {
-  uint64_t now = os::now_ms();
+void decommit_idle_locked(uint64_t now) {
   if (now == g_last_idle_pass_ms) return;
   g_last_idle_pass_ms = now;
   uint64_t delay = options().release_delay_ms;
@@ -281,10 +281,11 @@ void cache_put(SpanHeader* span, LiveChange change = {}) {
   SpanHeader* victims[kCacheSlots + 1];
   size_t victim_count = 0;
   {
-    span->cached_ms = static_cast<uint32_t>(os::now_ms());
+    uint64_t now = os::now_ms();
+    span->cached_ms = static_cast<uint32_t>(now);
     SpinLockGuard guard(g_lock);
     count_locked(change);
-    decommit_idle_locked();
+    decommit_idle_locked(now);
     if (g_slot_count == kCacheSlots && !merge_runs_locked()) {
       victims[victim_count++] = evict_oldest_locked();
     }
@@ -340,7 +341,7 @@ SpanHeader* take_run_locked(size_t i, size_t reserve) {
 // A hit counts the block (usable bytes) as live.
 SpanHeader* take_cached(size_t reserve, size_t end, size_t usable) {
   SpinLockGuard guard(g_lock);
-  decommit_idle_locked();
+  decommit_idle_locked(os::now_ms());
   size_t best = kCacheSlots;
   Run best_run{};
   ptrdiff_t best_score = 0;

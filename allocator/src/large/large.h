@@ -1,5 +1,6 @@
 // Large blocks (above kPoolMaxSize, any request with an alignment the other parts cannot give,
-// and blocks realloc grows past 256 KiB): each is its own span of pages from the OS, with a header in front of the block.
+// and blocks realloc grows past 256 KiB): each is its own span of pages from the OS, with a
+// header in front of the block.
 //
 // Glossary: a span is [base, base + reserved): whole 2 MiB granules, base aligned to max(2 MiB,
 // the alignment asked) (so the chunk map names it by granule); the header sits at base, the block

@@ -68,18 +68,22 @@ inline constexpr unsigned kPageShift = 12;
 inline constexpr size_t kPagesPerChunk = kChunkSize >> kPageShift;
 inline constexpr uint8_t kNoClass = 0xff;  // page_class of a page outside every run
 
-// Class c covers (size(c-1), size(c)]. Up to 256 KiB (c < 32): size(c) = 2^d + (step + 1) *
-// 2^(d-2), c = 4 (d - 10) + step. Above, eight steps per doubling: a block of 1 MiB or less is one
-// run of its own, and often made of recycled (resident) pages, so its rounding is resident waste.
+// Class c covers (size(c-1), size(c)]. Below kEighthStepsFrom (up to 256 KiB), four steps per
+// doubling: size(c) = 2^d + (step + 1) * 2^(d-2), c = 4 (d - 10) + step. From it to 1 MiB, eight:
+// a block that size is one run of its own, often made of recycled (resident) pages, so its
+// rounding is resident waste.
+inline constexpr unsigned kEighthStepsFrom = 32;  // the first class above 256 KiB
 constexpr size_t class_size(unsigned c) {
-  if (c >= 32) {
-    unsigned d = 18 + (c - 32) / 8;
-    return (size_t{1} << d) + ((c - 32) % 8 + 1) * (size_t{1} << (d - 3));
+  if (c >= kEighthStepsFrom) {
+    unsigned step = c - kEighthStepsFrom;
+    unsigned d = 18 + step / 8;
+    return (size_t{1} << d) + (step % 8 + 1) * (size_t{1} << (d - 3));
   }
   unsigned d = 10 + c / 4;
   return (size_t{1} << d) + (c % 4 + 1) * (size_t{1} << (d - 2));
 }
-static_assert(class_size(0) == 1280 && class_size(kClassCount - 1) == kPoolMaxSize);
+static_assert(class_size(0) == 1280 && class_size(kEighthStepsFrom - 1) == 256 * 1024 &&
+              class_size(kClassCount - 1) == kPoolMaxSize);
 static_assert(kTinyMaxSize == 1024, "class_of assumes the pool starts above 1 KiB");
 
 // Every class size is a multiple of 256, so (size - 1) / 256 decides the class: one table load.
