@@ -30,8 +30,10 @@
 //    block puts this thread's writes on the owner's cache lines: passive false sharing); a full
 //    list leaves at once (into the slabs' remote bitmaps, or linked onto the spill queue).
 //
-// Invariants: cache[c].count() == length of cache[c].head's list <= cache[c].cap (+1 inside the
-// free slow path), i.e. room >= 0 (-1 there); every block on it is of class c, freed by this thread
+// Invariants: cache[c].count() == length of cache[c].head's list (one more only between free's
+// fast-path decrement of a full list's room and free_full's undoing it); the length is <= cap
+// (room >= 0) except inside the free slow path (+1) and after adapt shrank the cap, until the
+// class's next spill trims the list. Every block on it is of class c, freed by this thread
 // into one of its own slabs, or taken from the class's spill queue by a refill; so is every block
 // of stash[c], whose chains' counts are their lengths and add up, times the class sizes, to
 // stash_bytes; outgoing[c].count <= outgoing[c].cap <= kOutgoingSlots, every block of class c and

@@ -70,9 +70,9 @@ uint64_t g_arena_returned[kArenaSlots / 64] = {};
 
 // The arena slot of p, or UINT32_MAX for memory outside the arena.
 uint32_t arena_slot(const void* p) {
-  uintptr_t offset = reinterpret_cast<uintptr_t>(p) - g_arena.base.load(std::memory_order_relaxed);
-  return g_arena_state == ArenaState::kReserved && offset < kArenaBytes
-             ? static_cast<uint32_t>(offset / kChunkSize)
+  return g_arena_state == ArenaState::kReserved && in_arena(p)
+             ? static_cast<uint32_t>((reinterpret_cast<uintptr_t>(p) & (kArenaBytes - 1)) /
+                                     kChunkSize)
              : UINT32_MAX;
 }
 
@@ -93,13 +93,15 @@ void unmap_superslab_memory(SuperSlab* ss, bool locked) {
 // own mapping. nullptr with errno = ENOMEM.
 void* map_superslab_memory() {
   if (g_arena_state == ArenaState::kUnreserved) {
-    void* base = os::reserve(kArenaBytes, kChunkSize);
+    void* base = os::reserve(kArenaBytes, kArenaBytes);
     g_arena_state = base == nullptr ? ArenaState::kRefused : ArenaState::kReserved;
-    if (base != nullptr)
-      g_arena.base.store(reinterpret_cast<uintptr_t>(base), std::memory_order_relaxed);
+    if (base != nullptr) {
+      std::atomic_ref<uintptr_t>(g_arena.index)
+          .store(reinterpret_cast<uintptr_t>(base) >> kArenaShift, std::memory_order_relaxed);
+    }
   }
   if (g_arena_state == ArenaState::kReserved) {
-    char* base = reinterpret_cast<char*>(g_arena.base.load(std::memory_order_relaxed));
+    char* base = g_arena.base();
     for (uint32_t w = 0; w < kArenaSlots / 64; ++w) {
       if (g_arena_returned[w] == 0) continue;
       uint32_t slot = w * 64 + static_cast<uint32_t>(__builtin_ctzll(g_arena_returned[w]));
@@ -193,10 +195,10 @@ Slab* take_empty_locked() {
 void assign_locked(Slab* slab, Heap* heap, unsigned cls) {
   slab->cls = static_cast<uint8_t>(cls);
   slab->block_size = kClassSizes[cls];
-  BlockDivider divider = block_divider(kClassSizes[cls]);
-  slab->div_inverse = divider.inverse;
-  slab->div_shift = static_cast<uint8_t>(divider.shift);
   slab->capacity = static_cast<uint32_t>(kSlabSize / kClassSizes[cls]);
+  BlockCheck check = block_check(kClassSizes[cls], kSlabSize);
+  slab->block_multiplier = check.multiplier;
+  slab->block_limit = check.limit;
   slab->carved = 0;
   slab->free = nullptr;
   slab->used.store(0, std::memory_order_relaxed);
@@ -278,11 +280,11 @@ void release_locked(Slab* slab) {
                       remote_marked(slab) == 0 && list_length(slab->free) == slab->carved,
                   "slab %p of class %u released while in use", slab->area(), slab->cls);
   --g_slabs_per_class[slab->cls];
-  // capacity 0: no pointer into this slab validates until it serves a class again.
+  // block_limit 0: no pointer into this slab validates until it serves a class again.
+  slab->block_multiplier = 0;
+  slab->block_limit = 0;
   slab->capacity = 0;
   slab->block_size = 0;
-  slab->div_inverse = 0;
-  slab->div_shift = 0;
   slab->cls = 0;
   slab->free = nullptr;
   slab->carved = 0;

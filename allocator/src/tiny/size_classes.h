@@ -1,6 +1,6 @@
 // Tiny size classes: about four per doubling from 8 B to kTinyMaxSize (internal waste < 25%
 // above 32 B), a constexpr size -> class table indexed by 8-byte granule, and per-class
-// constants (exact division by multiplication, batch bounds).
+// constants (block starts and numbers by multiplication, batch bounds).
 #pragma once
 
 #include <cstdint>
@@ -34,25 +34,31 @@ HAK_FAST_PATH unsigned size_to_class(size_t size) {
   return kSizeClassTable.by_granule[(size + 7) >> 3];
 }
 
-// Exact division and divisibility in one multiply (Granlund-Montgomery): size = odd * 2^shift;
-// with inverse = odd^-1 mod 2^32, rotr32(offset * inverse, shift) == offset / size when size
-// divides offset, and is larger than UINT32_MAX / size otherwise. So for any offset inside a
-// slab, `rotr32(offset * inverse, shift) < capacity` says "offset is the start of block number
-// <that value>" (tested exhaustively).
-struct BlockDivider {
-  uint32_t inverse;
-  uint32_t shift;
+// A slab's block starts and block numbers from one 64-bit multiply (Lemire, Kaser and Kurz,
+// "Faster remainder by direct computation", 2019): with multiplier = floor((2^64 - 1) / size) + 1
+// and any offset < 2^32, the high half of offset * multiplier is offset / size, and the low half
+// is below the multiplier exactly when size divides offset. For offset = q * size the low half is
+// q * excess (excess = multiplier * size - 2^64, in [0, size)), so for offsets inside a slab of
+// slab_bytes, `low < limit` with limit = capacity * excess (capacity = slab_bytes / size) says
+// "offset starts block q, and q < capacity" in one compare: capacity * excess < slab_bytes, far
+// below the multiplier for sizes <= 1 KiB (tested exhaustively). A power-of-two size has excess
+// 0 and tiles the slab, so every multiple is a block: limit 1. limit 0 refuses every offset.
+struct BlockCheck {
+  uint64_t multiplier;
+  uint64_t limit;
 };
-constexpr BlockDivider block_divider(uint32_t size) {
-  uint32_t shift = static_cast<uint32_t>(__builtin_ctz(size));
-  uint32_t odd = size >> shift;
-  uint32_t inverse = odd;  // correct to 3 bits; each Newton step doubles the correct bits
-  for (int i = 0; i < 4; ++i) inverse *= 2 - odd * inverse;
-  return {inverse, shift};
+constexpr BlockCheck block_check(uint32_t size, uint32_t slab_bytes) {
+  uint64_t multiplier = UINT64_MAX / size + 1;
+  uint64_t excess = multiplier * size;  // mod 2^64
+  return {multiplier, excess == 0 ? 1 : (slab_bytes / size) * excess};
 }
-HAK_FAST_PATH uint32_t divide_offset(uint32_t offset, uint32_t inverse, uint32_t shift) {
-  uint32_t x = offset * inverse;
-  return (x >> shift) | (x << ((32 - shift) & 31));
+struct BlockProduct {
+  uint64_t low;    // < limit iff the offset starts a block below the capacity
+  uint32_t index;  // offset / size
+};
+HAK_FAST_PATH BlockProduct multiply_offset(uint32_t offset, uint64_t multiplier) {
+  unsigned __int128 product = static_cast<unsigned __int128>(offset) * multiplier;
+  return {static_cast<uint64_t>(product), static_cast<uint32_t>(product >> 64)};
 }
 
 // Batch (blocks moved per refill) bounds; the cap of a class's cache is twice its batch.

@@ -78,11 +78,11 @@ enum class SlabList : uint8_t { kNone, kAvail, kFull };
 // 256 bytes (a power of two: finding a block's slab in free is a shift and a mask).
 struct alignas(4 * kCacheLine) Slab {
   // Line 1: fixed while the slab serves a class; read by every thread that frees one of its
-  // blocks. capacity == 0 for the header slab and for empty slabs, so no pointer validates.
-  uint32_t div_inverse = 0;  // block_divider(block_size)
+  // blocks. block_limit == 0 for the header slab and for empty slabs, so no pointer validates.
+  uint64_t block_multiplier = 0;  // block_check(block_size, kSlabSize)
+  uint64_t block_limit = 0;
   uint32_t capacity = 0;
   uint32_t block_size = 0;
-  uint8_t div_shift = 0;
   uint8_t cls = 0;
   uint8_t index = 0;  // position in its SuperSlab
   SlabState state = SlabState::kHeader;
@@ -159,30 +159,42 @@ inline SuperSlab* Slab::superslab() const {
 
 inline constexpr unsigned kArenaShift = 34;
 inline constexpr size_t kArenaBytes = size_t{1} << kArenaShift;  // 16 GiB: 8192 SuperSlabs
-// The base while no arena is reserved (not yet, or refused): in the non-canonical hole of every
-// 48- to 57-bit address space, so that no pointer into memory passes in_arena's test. (Only a
-// garbage pointer into that hole would, and free's header read then faults, as any read of it
-// would; with the arena reserved such a pointer is refused through the chunk map.)
-inline constexpr uintptr_t kNoArena = uintptr_t{1} << 63;
+// The arena's index while none is reserved (not yet, or refused): p >> kArenaShift of a 64-bit
+// address is below 2^30, so no pointer passes in_arena's test.
+inline constexpr uintptr_t kNoArenaIndex = UINTPTR_MAX;
 
-// The whole reservation is mapped readable from the start (zero pages where no SuperSlab is
-// committed), so every address of it is safe for free's range test and header read. base is
-// written once, under the pool lock, before the first SuperSlab is cut from the arena. Relaxed
-// loads suffice for free: a thread that holds a live block of a SuperSlab learnt of the block
-// through a chain that started after the store; a thread that reads kNoArena goes through the
-// chunk map, where every SuperSlab is registered too.
+// The reservation is aligned to its size, so an address lies in it iff its top bits equal the
+// arena's index (base >> kArenaShift): one shift and one compare with memory. It is mapped
+// readable from the start (zero pages where no SuperSlab is committed), so every address of it is
+// safe for free's range test and header read. index is written once, under the pool lock, before
+// the first SuperSlab is cut from the arena; readers load it relaxed: a thread that holds a live
+// block of a SuperSlab learnt of the block through a chain that started after the store, and a
+// thread that reads kNoArenaIndex goes through the chunk map, where every SuperSlab is registered
+// too. Plain storage behind std::atomic_ref so that in_arena can compare with it in place.
 struct Arena {
-  std::atomic<uintptr_t> base{kNoArena};
+  alignas(std::atomic_ref<uintptr_t>::required_alignment) uintptr_t index = kNoArenaIndex;
+
+  uintptr_t load_index() const {
+    return std::atomic_ref<const uintptr_t>(index).load(std::memory_order_relaxed);
+  }
+  char* base() const { return reinterpret_cast<char*>(load_index() << kArenaShift); }
 };
-// Hidden: the library's own symbol, so free reads it by one rip-relative load, not via the GOT.
+// Hidden: the library's own symbol, so free reads it rip-relative, not via the GOT.
 extern Arena g_arena [[gnu::visibility("hidden")]];
 
-// Is p inside the arena (a SuperSlab's memory, live, returned or never used)? One subtraction and
-// one shift: the arena's size is a power of two.
+// Is p inside the arena (a SuperSlab's memory, live, returned or never used)?
 HAK_FAST_PATH bool in_arena(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) - g_arena.base.load(std::memory_order_relaxed)) >>
-             kArenaShift ==
-         0;
+  uintptr_t index = reinterpret_cast<uintptr_t>(p) >> kArenaShift;
+#if defined(__x86_64__)
+  // The compare reads the index from memory itself: GCC does not fold an atomic load into an
+  // instruction, and the extra register load is one instruction on every free. An aligned 8-byte
+  // read is atomic on x86-64, which is all a relaxed load asks.
+  bool inside;
+  asm("cmp %[arena], %[index]" : "=@ccz"(inside) : [index] "r"(index), [arena] "m"(g_arena.index));
+  return inside;
+#else
+  return index == g_arena.load_index();
+#endif
 }
 
 // The slab record of p, a pointer into ss.
@@ -199,18 +211,18 @@ inline bool in_slab(const void* p, const Slab* slab) {
          reinterpret_cast<uintptr_t>(slab->area());
 }
 
-// Is p the start of a carved-or-carvable block of slab (which must serve a class)? One multiply
-// and one compare: cheap enough for every free.
+// Is p the start of a carved-or-carvable block of slab? One multiply and one compare: cheap
+// enough for every free. Pure arithmetic on p, which may be garbage.
 HAK_FAST_PATH bool starts_block(const Slab& slab, const void* p) {
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
-  return divide_offset(offset, slab.div_inverse, slab.div_shift) < slab.capacity;
+  return static_cast<uint64_t>(offset * slab.block_multiplier) < slab.block_limit;
 }
 
 // The block index of p in its slab, or UINT32_MAX when p does not start a block (starts_block).
 HAK_FAST_PATH uint32_t block_index(const Slab& slab, const void* p) {
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
-  uint32_t index = divide_offset(offset, slab.div_inverse, slab.div_shift);
-  return HAK_LIKELY(index < slab.capacity) ? index : UINT32_MAX;
+  BlockProduct product = multiply_offset(offset, slab.block_multiplier);
+  return HAK_LIKELY(product.low < slab.block_limit) ? product.index : UINT32_MAX;
 }
 
 HAK_FAST_PATH void*& next_of(void* block) {

@@ -942,6 +942,11 @@ HAK_SLOW_PATH void free_slow(void* p) noexcept {
   if (--cache.room < 0) spill(heap, cls);
 }
 
+HAK_SLOW_PATH void free_full(void* p, ClassCache* list) noexcept {
+  ++list->room;  // written by its owner only: this thread
+  free_slow(p);
+}
+
 void debug_mark_allocated(void* block, unsigned cls) noexcept {
   Slab* slab = slab_of(block);
   uint32_t index = block_index(*slab, block);

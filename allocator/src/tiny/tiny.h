@@ -56,19 +56,22 @@ namespace hak::tiny {
 // cache: the calling thread's heap's cache that alloc found empty (its class is its index).
 HAK_SLOW_PATH void* alloc_slow(ClassCache* cache) noexcept;
 HAK_SLOW_PATH void free_slow(void* p) noexcept;
+// free's fast path found list, the cache of p's class, full after decrementing its room.
+HAK_SLOW_PATH void free_full(void* p, ClassCache* list) noexcept;
 void debug_mark_allocated(void* block, unsigned cls) noexcept;
 void debug_mark_freed(void* block, const Slab& slab) noexcept;
 
 // For every size, the byte offset of its class's cache in a heap (size_to_class * the size of a
-// ClassCache), so that alloc addresses the cache without scaling the class.
+// ClassCache), so that alloc addresses the cache without scaling the class. Indexed by the size
+// itself, not its 8-byte granule: two instructions fewer per malloc for a 2 KiB table.
 struct CacheOffsetTable {
-  uint16_t by_granule[kTinyMaxSize / 8 + 1];  // index (size + 7) / 8
+  uint16_t by_size[kTinyMaxSize + 1];
 };
 constexpr CacheOffsetTable make_cache_offset_table() {
   CacheOffsetTable table{};
-  for (unsigned granule = 0; granule <= kTinyMaxSize / 8; ++granule) {
-    table.by_granule[granule] =
-        static_cast<uint16_t>(kSizeClassTable.by_granule[granule] * sizeof(ClassCache));
+  for (unsigned size = 0; size <= kTinyMaxSize; ++size) {
+    table.by_size[size] =
+        static_cast<uint16_t>(kSizeClassTable.by_granule[(size + 7) / 8] * sizeof(ClassCache));
   }
   return table;
 }
@@ -76,7 +79,7 @@ inline constexpr CacheOffsetTable kCacheOffsetTable = make_cache_offset_table();
 
 HAK_FAST_PATH void* alloc(size_t size) noexcept {
   ClassCache& cache = *reinterpret_cast<ClassCache*>(reinterpret_cast<char*>(t_heap->cache) +
-                                                     kCacheOffsetTable.by_granule[(size + 7) >> 3]);
+                                                     kCacheOffsetTable.by_size[size]);
   void* block = cache.head;
   if (HAK_UNLIKELY(block == nullptr)) return alloc_slow(&cache);
   cache.head = next_of(block);
@@ -100,9 +103,8 @@ HAK_FAST_PATH void free(void* p, SuperSlab* ss) noexcept {
     out.blocks[out.count++] = p;
     return;
   }
-  int32_t room = list->room - 1;
-  if (HAK_UNLIKELY(room < 0)) return free_slow(p);
-  list->room = room;
+  // Decremented in place before the test (one read-modify-write); free_full undoes it.
+  if (HAK_UNLIKELY(--list->room < 0)) return free_full(p, list);
   if constexpr (kDebugChecks) debug_mark_freed(p, slab);
   next_of(p) = list->head;
   list->head = p;

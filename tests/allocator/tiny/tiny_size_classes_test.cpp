@@ -34,18 +34,16 @@ TEST(TinySizeClasses, EverySizeMapsToTheSmallestClassThatFits) {
   }
 }
 
-TEST(TinySizeClasses, BlockDividerFindsExactlyTheBlockStartsOfASlab) {
+TEST(TinySizeClasses, BlockCheckFindsExactlyTheBlockStartsOfASlabAndTheirNumbers) {
   for (unsigned c = 0; c < kClassCount; ++c) {
     uint32_t size = kClassSizes[c];
     uint32_t capacity = static_cast<uint32_t>(kSlabSize / size);
-    BlockDivider divider = block_divider(size);
+    BlockCheck check = block_check(size, kSlabSize);
     for (uint32_t offset = 0; offset < kSlabSize; ++offset) {
-      uint32_t index = divide_offset(offset, divider.inverse, divider.shift);
+      BlockProduct product = multiply_offset(offset, check.multiplier);
       bool block_start = offset % size == 0 && offset / size < capacity;
-      ASSERT_EQ(index < capacity, block_start) << "size " << size << " offset " << offset;
-      if (block_start) {
-        ASSERT_EQ(index, offset / size);
-      }
+      ASSERT_EQ(product.low < check.limit, block_start) << "size " << size << " offset " << offset;
+      ASSERT_EQ(product.index, offset / size) << "size " << size << " offset " << offset;
     }
   }
 }
