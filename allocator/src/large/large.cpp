@@ -453,7 +453,7 @@ SpanHeader* compose(size_t reserve, size_t end, size_t alignment) {
 
 }  // namespace
 
-void* alloc(size_t size, size_t alignment, bool zero) {
+void* alloc(size_t size, size_t alignment, bool zero) noexcept {
   if (alignment < 16) alignment = 16;
   size_t offset = align_up(sizeof(SpanHeader), alignment);
   size_t end = align_up(offset + size, kPageSize);

@@ -37,7 +37,8 @@ namespace hak::large {
 
 // Any size >= 1 and alignment a power of two; nullptr with errno = ENOMEM on failure. With zero,
 // the block reads as zeros (only recycled dirty memory is cleared: fresh pages already are).
-void* alloc(size_t size, size_t alignment, bool zero = false);
+// noexcept: malloc tail-calls it.
+void* alloc(size_t size, size_t alignment, bool zero = false) noexcept;
 // p must be the block of the span that entry names; anything else is refused with a message.
 void free(void* p, chunk_map::Entry entry);
 size_t usable_size(const void* p, chunk_map::Entry entry);

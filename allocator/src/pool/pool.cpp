@@ -108,7 +108,7 @@ void push_local(Heap* heap, unsigned c, Block* block) {
   FreeList& list = heap->lists[c];
   block->next = list.head;
   list.head = block;
-  list.count.store(list.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  ++list.count;
 }
 
 Block* pop_local(Heap* heap, unsigned c) {
@@ -116,7 +116,7 @@ Block* pop_local(Heap* heap, unsigned c) {
   Block* block = list.head;
   if (block == nullptr) return nullptr;
   list.head = block->next;
-  list.count.store(list.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  --list.count;
   block->freed = 0;
   return block;
 }
@@ -125,6 +125,18 @@ void add_relaxed(std::atomic<uint64_t>& counter, int64_t delta) {
   // Owner-only counters: a load and a store, no locked RMW.
   counter.store(counter.load(std::memory_order_relaxed) + static_cast<uint64_t>(delta),
                 std::memory_order_relaxed);
+}
+
+size_t free_bytes(const Heap* heap) {
+  size_t total = 0;
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    total += heap->lists[c].count * class_size(c);
+  }
+  return total;
+}
+
+void publish_free_bytes(Heap* heap) {
+  heap->published_free_bytes.store(free_bytes(heap), std::memory_order_relaxed);
 }
 
 // Moves every block of the remote queue to the owner's free lists. Owner only.
@@ -140,14 +152,7 @@ void drain_remote(Heap* heap) {
     ++drained;
   }
   if (drained != 0) add_relaxed(heap->remote_drained, static_cast<int64_t>(drained));
-}
-
-size_t free_bytes(const Heap* heap) {
-  size_t total = 0;
-  for (unsigned c = 0; c < kClassCount; ++c) {
-    total += heap->lists[c].count.load(std::memory_order_relaxed) * class_size(c);
-  }
-  return total;
+  publish_free_bytes(heap);
 }
 
 void release_chunk(Chunk* chunk) {
@@ -248,8 +253,7 @@ void unlink_swept_blocks(Heap* heap) {
       }
     }
     if (removed != 0) {
-      list.count.store(list.count.load(std::memory_order_relaxed) - removed,
-                       std::memory_order_relaxed);
+      list.count -= removed;
       add_relaxed(heap->carved_bytes, -static_cast<int64_t>(removed * class_size(c)));
     }
     // An exhausted run's cursor may point one past its chunk: test it before chunk_of.
@@ -358,6 +362,7 @@ void sweep(Heap* heap, SweepKind kind) {
   if (kind == SweepKind::kFinal) decommit_free_pages(heap);
   decommit_free_blocks(heap);
   check_free_pages(heap);
+  publish_free_bytes(heap);
 }
 
 // The heap's free memory: blocks in its free lists and free pages of its chunks.
@@ -550,6 +555,7 @@ bool refill(Heap* heap, unsigned c) {
   run.cursor = chunk_base(chunk) + (size_t{span.start} << kPageShift);
   run.end = run.cursor + blocks * size;
   add_relaxed(heap->refills, 1);
+  publish_free_bytes(heap);
   return true;
 }
 
@@ -640,7 +646,7 @@ void validate_block(const void* p, const Chunk* chunk, uint8_t c) {
 
 }  // namespace
 
-void* detail::alloc_slow(Heap* heap, unsigned c) {
+void* detail::alloc_slow(Heap* heap, unsigned c) noexcept {
   if (heap->state == HeapState::kSentinel) {
     // After this thread's clean-up: serve the request from a large span, which needs no heap.
     if (heap == &g_dead_heap) return large::alloc(class_size(c), 16);
@@ -659,7 +665,7 @@ void* detail::alloc_slow(Heap* heap, unsigned c) {
   return carve(heap, c);
 }
 
-void detail::free_slow(void* p, Chunk* chunk, uint8_t c) {
+void detail::free_slow(void* p, Chunk* chunk, uint8_t c) noexcept {
   auto* block = static_cast<Block*>(p);
   if (c >= kClassCount || chunk->heap == nullptr || g_checked) {
     validate_block(p, chunk, c);
@@ -747,7 +753,8 @@ void fill_stats(hak_stats_t* out) {
     out->pool_refills += heap->refills.load(std::memory_order_relaxed);
     out->pool_remote_frees += heap->remote_drained.load(std::memory_order_relaxed);
     uint64_t carved = heap->carved_bytes.load(std::memory_order_relaxed);
-    uint64_t idle = free_bytes(heap);
+    uint64_t idle = heap == t_heap ? free_bytes(heap)
+                                   : heap->published_free_bytes.load(std::memory_order_relaxed);
     out->bytes_in_use += carved > idle ? carved - idle : 0;
   }
 }

@@ -155,8 +155,7 @@ static_assert(sizeof(Chunk) <= (size_t{1} << kPageShift), "the chunk header must
 
 struct FreeList {
   Block* head = nullptr;
-  // Owner-written; relaxed load/store only (never RMW), so hak_stats may read it from elsewhere.
-  std::atomic<uint32_t> count{0};
+  uint32_t count = 0;  // owner-only: other threads' stats read Heap::published_free_bytes
 };
 
 struct BumpRun {
@@ -180,6 +179,9 @@ struct alignas(kCacheLine) Heap {
   std::atomic<uint64_t> refills{0};
   std::atomic<uint64_t> remote_drained{0};
   std::atomic<uint64_t> carved_bytes{0};
+  // The bytes of the free lists as of the owner's last refill, sweep or remote drain, for other
+  // threads' stats (the fast paths keep only the lists' plain counts).
+  std::atomic<uint64_t> published_free_bytes{0};
   // The remote queue, on its own line: producers CAS here, the owner exchanges.
   alignas(kCacheLine) std::atomic<Block*> remote{nullptr};
 };
@@ -188,8 +190,9 @@ namespace detail {
 // The calling thread's heap: a sentinel with empty lists until its first pool allocation, so the
 // fast path needs no "initialised?" test; a second sentinel after the thread's clean-up ran.
 extern constinit thread_local Heap* t_heap;
-void* alloc_slow(Heap* heap, unsigned c);
-void free_slow(void* p, Chunk* chunk, uint8_t c);
+// noexcept: the fast paths tail-call them from noexcept callers (malloc, free).
+void* alloc_slow(Heap* heap, unsigned c) noexcept;
+void free_slow(void* p, Chunk* chunk, uint8_t c) noexcept;
 // HAKMEM_CHECK or a debug build: validate every free. Hidden: read rip-relative by free.
 extern bool g_checked [[gnu::visibility("hidden")]];
 }  // namespace detail
@@ -202,7 +205,7 @@ HAK_FAST_PATH void* alloc(size_t size) {
   Block* block = list.head;
   if (HAK_UNLIKELY(block == nullptr)) return detail::alloc_slow(heap, c);
   list.head = block->next;
-  list.count.store(list.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  --list.count;
   block->freed = 0;
   return block;
 }
@@ -227,7 +230,7 @@ HAK_FAST_PATH void free(void* p, chunk_map::Entry entry) {
   auto* block = static_cast<Block*>(p);
   block->next = list.head;
   list.head = block;
-  list.count.store(list.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  ++list.count;
 }
 
 // The block size of p (a block of a pool chunk); fatal for a pointer that is not a block start.
