@@ -151,7 +151,8 @@ void drain_remote(Heap* heap) {
     block = next;
     ++drained;
   }
-  if (drained != 0) add_relaxed(heap->remote_drained, static_cast<int64_t>(drained));
+  if (drained == 0) return;
+  add_relaxed(heap->remote_drained, static_cast<int64_t>(drained));
   publish_free_bytes(heap);
 }
 

@@ -30,7 +30,7 @@ constexpr SizeClassTable make_size_class_table() {
 inline constexpr SizeClassTable kSizeClassTable = make_size_class_table();
 
 // size in [0, kTinyMaxSize]; 0 maps to the smallest class.
-HAK_FAST_PATH unsigned size_to_class(size_t size) {
+HAK_FAST_PATH constexpr unsigned size_to_class(size_t size) {
   return kSizeClassTable.by_granule[(size + 7) >> 3];
 }
 

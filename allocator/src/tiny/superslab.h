@@ -215,6 +215,8 @@ inline bool in_slab(const void* p, const Slab* slab) {
 // enough for every free. Pure arithmetic on p, which may be garbage.
 HAK_FAST_PATH bool starts_block(const Slab& slab, const void* p) {
   uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabSize - 1));
+  // The low half alone (multiply_offset's .low): a 64-bit imul, where the 128-bit product would
+  // be a two-micro-op mulq that also takes rdx.
   return static_cast<uint64_t>(offset * slab.block_multiplier) < slab.block_limit;
 }
 

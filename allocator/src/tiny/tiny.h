@@ -70,8 +70,7 @@ struct CacheOffsetTable {
 constexpr CacheOffsetTable make_cache_offset_table() {
   CacheOffsetTable table{};
   for (unsigned size = 0; size <= kTinyMaxSize; ++size) {
-    table.by_size[size] =
-        static_cast<uint16_t>(kSizeClassTable.by_granule[(size + 7) / 8] * sizeof(ClassCache));
+    table.by_size[size] = static_cast<uint16_t>(size_to_class(size) * sizeof(ClassCache));
   }
   return table;
 }
