@@ -114,10 +114,10 @@ struct alignas(kCacheLine) Heap {
   OutgoingList outgoing[kClassCount];
 
   // Held by the owner through each of its slow paths, and by a thread tidying the slabs of an idle
-  // heap (one whose owner took no slow path for a whole release delay: a thread blocked, or living
-  // on its caches). Everything below, and the free lists, `carved` and `used` of the heap's slabs,
-  // are touched only by the holder. The fast paths need no lock: they touch only the two lists
-  // above, which the tidying thread leaves alone.
+  // heap (one whose owner took no slow path between two looks: a thread blocked, or living on its
+  // caches; see pool::GiveAway for what it gives away). Everything below, and the free lists,
+  // `carved` and `used` of the heap's slabs, are touched only by the holder. The fast paths need no
+  // lock: they touch only the two lists above, which the tidying thread leaves alone.
   SpinLock slow_lock;
   uint32_t ticks_at_last_look;  // the idle check's last reading of `ticks`
 

@@ -37,10 +37,16 @@ void abandon_locked(Slab* slab);
 inline constexpr unsigned kMaintenanceBudget = 32;  // abandoned slabs per call on slow paths
 void maintain_locked(bool force, unsigned budget = kMaintenanceBudget);
 
-// Under the lock, from maintain_locked once per release delay and before the pool maps a new
-// SuperSlab; defined by the front (tiny.cpp), which owns the heap registry: tidies the slabs of
-// heaps that took no slow path since the last call.
-void reclaim_idle_heaps_locked();
+// Which slabs with free blocks an idle heap gives away (empty ones always go back to the pool).
+enum class GiveAway {
+  kNone,
+  kRemotelyFreed,  // those that other threads' frees gave blocks back to since the last drain
+  kEveryFreeSlab,
+};
+// Under the lock, from maintain_locked once per release delay (kEveryFreeSlab) and before the
+// pool maps a new SuperSlab (kRemotelyFreed); defined by the front (tiny.cpp), which owns the heap
+// registry: tidies the slabs of heaps that took no slow path since the last call.
+void reclaim_idle_heaps_locked(GiveAway give_away);
 
 // Walks every live SuperSlab under the lock.
 template <typename Visit>

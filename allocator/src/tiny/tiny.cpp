@@ -600,9 +600,9 @@ struct TidiedSlabs {
 };
 
 // Drains the remote bitmaps of all of heap's slabs (the caller holds its slow_lock) and unlinks the
-// empty ones. Slabs with free blocks stay available, or, with give_away (an idle heap), are
-// unlinked too, for threads that allocate to adopt. Full slabs stay full.
-TidiedSlabs tidy_slabs(Heap* heap, bool give_away) {
+// empty ones. Slabs with free blocks stay available, or are unlinked too, for threads that
+// allocate to adopt, as give_away says. Full slabs stay full.
+TidiedSlabs tidy_slabs(Heap* heap, pool::GiveAway give_away) {
   bool check = marking();
   TidiedSlabs out;
   for (unsigned c = 0; c < kClassCount; ++c) {
@@ -615,9 +615,11 @@ TidiedSlabs tidy_slabs(Heap* heap, bool give_away) {
       *list = nullptr;
       while (slab != nullptr) {
         Slab* next = slab->next;
-        drain_remote(slab, check);
+        bool freed_remotely = drain_remote(slab, check) != 0;
         bool has_free = slab->free != nullptr || slab->carved < slab->capacity;
-        if (slab->used.load(std::memory_order_relaxed) == 0 || (give_away && has_free)) {
+        bool give = has_free && (give_away == pool::GiveAway::kEveryFreeSlab ||
+                                 (give_away == pool::GiveAway::kRemotelyFreed && freed_remotely));
+        if (slab->used.load(std::memory_order_relaxed) == 0 || give) {
           Slab*& to = slab->used.load(std::memory_order_relaxed) == 0 ? out.empty : out.spare;
           slab->list = SlabList::kNone;
           slab->next = to;
@@ -879,12 +881,12 @@ void report_written_after_remote_free(const void* block, const Slab* slab) {
 // abandoned there, for threads that allocate to adopt. The owner may still hold blocks of them in
 // its caches; that is safe, as every slow path checks a block's owner again before putting it
 // back on a slab (spill, route_blocks, free_slow).
-void pool::reclaim_idle_heaps_locked() {
+void pool::reclaim_idle_heaps_locked(GiveAway give_away) {
   for (Heap* heap = g_live_heaps; heap != nullptr; heap = heap->next_live) {
     // Fails for a heap in a slow path, the calling thread's own included.
     if (!heap->slow_lock.try_lock()) continue;
     if (heap->ticks == heap->ticks_at_last_look) {
-      TidiedSlabs tidied = tidy_slabs(heap, true);
+      TidiedSlabs tidied = tidy_slabs(heap, give_away);
       release_all_locked(tidied.empty);
       for (Slab* slab = tidied.spare; slab != nullptr;) {
         Slab* next = slab->next;
@@ -981,7 +983,7 @@ namespace {
 // Flushes heap's caches home and gives its empty slabs back to the pool.
 void collect_heap(Heap* heap) {
   flush_caches(heap);
-  Slab* empty = tidy_slabs(heap, false).empty;
+  Slab* empty = tidy_slabs(heap, pool::GiveAway::kNone).empty;
   if (empty == nullptr) return;
   pool::Guard guard;
   release_all_locked(empty);
