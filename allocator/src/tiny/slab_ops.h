@@ -77,7 +77,8 @@ HAK_SLOW_PATH void report_remote_double_free(const void* block, const Slab* slab
 // poison each block.
 class RemoteMarker {
  public:
-  explicit RemoteMarker(bool check) : check_(check) {}
+  // freer: the calling thread's heap (or null), recorded in the slabs it marks.
+  RemoteMarker(bool check, const Heap* freer) : check_(check), freer_(freer) {}
   RemoteMarker(const RemoteMarker&) = delete;
   RemoteMarker& operator=(const RemoteMarker&) = delete;
   ~RemoteMarker() { HAK_DEBUG_CHECK(bits_ == 0, "remote marker dropped unpublished bits"); }
@@ -118,6 +119,7 @@ class RemoteMarker {
     }
     if (bits_ != 0) {
       slab_->remote_count.fetch_add(marked_, std::memory_order_relaxed);
+      slab_->last_remote_freer.store(freer_, std::memory_order_relaxed);
       // Release: the program's writes to the blocks are visible to the drainer, whose exchange
       // acquires.
       word.fetch_or(bits_, std::memory_order_release);
@@ -140,6 +142,7 @@ class RemoteMarker {
   uint64_t bits_ = 0;    // of word_, not yet published
   uint32_t marked_ = 0;  // bits in bits_
   bool check_;
+  const Heap* freer_;
 };
 
 [[noreturn]] HAK_SLOW_PATH void report_written_after_remote_free(const void* block,

@@ -108,6 +108,9 @@ struct alignas(4 * kCacheLine) Slab {
   // before the bits it counts are set (after that the slab may already be gone), lowered by the
   // drainer by as many bits as it took.
   alignas(kCacheLine) std::atomic<uint32_t> remote_count{0};
+  // The heap of the thread that marked remote frees here last (null: none, or no heap). A hint for
+  // adoption (pool.cpp): compared, never dereferenced.
+  std::atomic<const Heap*> last_remote_freer{nullptr};
 
   char* area() const;  // first block
   SuperSlab* superslab() const;

@@ -198,7 +198,7 @@ void count_remote_frees(Heap* heap, uint32_t n) {
 // into their slabs' remote bitmaps (RemoteMarker: one fetch_or per bitmap word a run falls in).
 // heap may be null (no heap). Returns the number of blocks.
 uint32_t route_blocks(Heap* heap, void* chain) {
-  RemoteMarker marker(marking());
+  RemoteMarker marker(marking(), heap);
   uint32_t remote = 0;
   uint32_t total = for_each_run(chain, kWholeChain, [&](Slab* slab, Chain& run) {
     if (heap != nullptr && owned_by(*slab, heap)) {
@@ -552,7 +552,7 @@ void send_outgoing(Heap* heap, unsigned cls, void* extra) {
     for_each_block([&](void* block) { chain.append(block); });
     send_foreign(heap, cls, chain);
   } else {
-    RemoteMarker marker(marking());
+    RemoteMarker marker(marking(), heap);
     uint32_t remote = 0;
     for_each_block([&](void* block) {
       Slab* slab = slab_of(block);
@@ -792,7 +792,7 @@ void free_direct(Heap* heap, Slab* slab, void* block) {
     local_free(heap, slab, block, block, 1);
     return;
   }
-  RemoteMarker marker(marking());
+  RemoteMarker marker(marking(), heap);
   marker.add(slab, block);
   marker.publish();
   count_remote_frees(heap, 1);

@@ -180,6 +180,46 @@ TEST(TinyThreads, AbandonedSlabsAreAdopted) {
   expect_all_memory_accounted();
 }
 
+// A slab left nearly full goes to the thread that is freeing its blocks, not to the next thread
+// that happens to need a slab of its class (pool.cpp, Adopt).
+TEST(TinyThreads, ANearlyFullAbandonedSlabIsAdoptedByItsFreerNotByABystander) {
+  hak_collect();
+  constexpr size_t kSize = 64;
+  std::vector<void*> blocks;
+  std::thread([&] {
+    for (int i = 0; i < 1024; ++i) blocks.push_back(hak_malloc(kSize));
+  }).join();
+  const hak::tiny::Slab* left = hak::tiny::slab_of(blocks[0]);
+  std::vector<void*> in_left;
+  for (void* p : blocks) {
+    if (hak::tiny::slab_of(p) == left) in_left.push_back(p);
+  }
+  ASSERT_GE(in_left.size(), 600u);
+  std::atomic<int> step{0};
+  void* freer_block = nullptr;
+  std::thread freer([&] {
+    // A fifth of the slab, sent home in several flushes of the outgoing list.
+    for (size_t i = 0; i < in_left.size() / 5; ++i) hak_free(in_left[i]);
+    step.store(1);
+    while (step.load() != 2) sched_yield();
+    freer_block = hak_malloc(kSize);
+  });
+  while (step.load() != 1) sched_yield();
+  void* bystander_block = nullptr;
+  std::thread([&] { bystander_block = hak_malloc(kSize); }).join();
+  EXPECT_NE(hak::tiny::slab_of(bystander_block), left) << "a bystander adopted a slab 80% full";
+  step.store(2);
+  freer.join();
+  EXPECT_EQ(hak::tiny::slab_of(freer_block), left) << "the freer did not adopt the slab";
+  hak_free(bystander_block);
+  hak_free(freer_block);
+  for (size_t i = in_left.size() / 5; i < in_left.size(); ++i) hak_free(in_left[i]);
+  for (void* p : blocks) {
+    if (hak::tiny::slab_of(p) != left) hak_free(p);
+  }
+  expect_all_memory_accounted();
+}
+
 TEST(TinyThreads, FirstOperationOfAThreadMayBeAFree) {
   std::vector<void*> blocks;
   for (int i = 0; i < 100; ++i) blocks.push_back(hak_malloc(i * 10));
