@@ -37,6 +37,7 @@ uint64_t g_slabs_per_class[kClassCount] = {};
 // Abandoned slabs looked at per acquisition (of the wanted class, and of one other class so that
 // slabs emptied by remote frees after their owner exited go back to the pool).
 constexpr unsigned kAdoptScan = 8;
+constexpr unsigned kEmptyScan = 8;  // SuperSlabs looked at for a resident empty slab
 
 void decommit_idle_slabs_locked(bool force);
 
@@ -148,6 +149,7 @@ SuperSlab* map_superslab() {
   }
   ss->empty_mask = kAllBlockSlabsMask;
   ss->empty_count = kBlockSlabs;
+  ss->decommitted_mask = kAllBlockSlabsMask;  // nothing touched yet: nothing to give back
   if (kDebugChecks || options().check) {
     // Zero-filled: no block is live yet.
     ss->live_bits = static_cast<std::atomic<uint64_t>(*)[kBitmapWords]>(os::map(kLiveBitsBytes));
@@ -193,11 +195,28 @@ void retire_superslab_locked(SuperSlab* ss) {
   g_to_unmap = ss;
 }
 
+// The first SuperSlab of ring, within kEmptyScan of them, with an empty slab whose pages are
+// resident; null if none.
+SuperSlab* with_resident_empty(SuperSlab* ring) {
+  SuperSlab* ss = ring;
+  for (unsigned i = 0; i < kEmptyScan && ss != nullptr; ++i, ss = ss->next) {
+    if ((ss->empty_mask & ~ss->decommitted_mask) != 0) return ss;
+    if (ss->next == ring) break;
+  }
+  return nullptr;
+}
+
+// An empty slab whose pages are still resident comes first: taking one that gave its pages back
+// (or was never touched) while resident ones wait raises the RSS for nothing. Then SuperSlabs
+// in use before wholly empty ones, which may still be returned to the OS.
 Slab* take_empty_locked() {
-  SuperSlab* ss = g_with_empty != nullptr ? g_with_empty : g_wholly_empty;
+  SuperSlab* ss = with_resident_empty(g_with_empty);
+  if (ss == nullptr) ss = with_resident_empty(g_wholly_empty);
+  if (ss == nullptr) ss = g_with_empty != nullptr ? g_with_empty : g_wholly_empty;
   if (ss == nullptr) return nullptr;
   unlink_ss(ss);
-  unsigned index = static_cast<unsigned>(__builtin_ctz(ss->empty_mask));
+  uint32_t resident = ss->empty_mask & ~ss->decommitted_mask;
+  unsigned index = static_cast<unsigned>(__builtin_ctz(resident != 0 ? resident : ss->empty_mask));
   uint32_t bit = uint32_t{1} << index;
   ss->empty_mask &= ~bit;
   ss->decommitted_mask &= ~bit;  // its pages fault back in, zeroed, as it is carved

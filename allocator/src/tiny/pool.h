@@ -1,12 +1,13 @@
 // The shared SuperSlab pool of the tiny part: one for all classes, behind one lock (slow paths
 // only). A heap that needs a slab of class c gets, in order: an abandoned slab of class c with at
-// least half its blocks free or that this heap freed into last (adoption), an empty slab of a
-// SuperSlab already in use, an empty slab of a wholly empty SuperSlab, an abandoned slab of class
-// c with any free block, a new SuperSlab (why: Adopt in pool.cpp). A wholly empty SuperSlab is
-// unmapped once it has stayed empty for HAKMEM_RELEASE_DELAY_MS (at the next pool operation after
-// that; at once on collect); the empty slabs of a SuperSlab still in use are decommitted (madvise)
-// on the same schedule. Pool operations: slab acquisition, slab release, thread exit, collect, the
-// background spill thread. The same lock guards the heap registry (tiny.cpp).
+// least half its blocks free or that this heap freed into last (adoption), an empty slab whose
+// pages are resident, any empty slab (in both: SuperSlabs in use before wholly empty ones), an
+// abandoned slab of class c with any free block, a new SuperSlab (why: Adopt and
+// take_empty_locked in pool.cpp). A wholly empty SuperSlab is unmapped once it has stayed empty
+// for HAKMEM_RELEASE_DELAY_MS (at the next pool operation after that; at once on collect); the
+// empty slabs of a SuperSlab still in use are decommitted (madvise) on the same schedule. Pool
+// operations: slab acquisition, slab release, thread exit, collect, the background spill thread.
+// The same lock guards the heap registry (tiny.cpp).
 #pragma once
 
 #include "hakmem.h"

@@ -127,9 +127,11 @@ class SuperSlab {
   SuperSlab* all_prev = nullptr;
   uint32_t empty_mask = 0;  // bit i: slab i is empty and in the pool
   uint32_t empty_count = 0;
-  uint32_t decommitted_mask = 0;  // empty slabs whose pages went back to the OS
-  uint32_t aged_mask = 0;         // empty slabs seen by the previous decommit pass
-  uint64_t empty_since_ms = 0;    // when empty_count reached its maximum
+  // Empty slabs with no resident pages: never carved since the SuperSlab was mapped, or given
+  // back to the OS since they emptied.
+  uint32_t decommitted_mask = 0;
+  uint32_t aged_mask = 0;       // empty slabs seen by the previous decommit pass
+  uint64_t empty_since_ms = 0;  // when empty_count reached its maximum
   bool in_list = false;
 
   // The remote bitmaps (bit i of slab s: block i freed remotely, not yet drained). Only the

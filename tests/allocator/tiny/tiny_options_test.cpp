@@ -154,6 +154,48 @@ TEST_F(TinyOptions, ZeroReleaseDelayReturnsEmptySuperSlabsWithoutCollect) {
       ::testing::ExitedWithCode(0), "");
 }
 
+// An acquisition takes an empty slab whose pages are resident before one that gave them back:
+// taking the latter faults pages in again while the resident ones sit unused.
+TEST_F(TinyOptions, AnEmptySlabWithResidentPagesIsTakenFirst) {
+  EXPECT_EXIT(
+      {
+        auto slab_of = [](const void* p) {
+          return reinterpret_cast<uintptr_t>(p) >> hak::tiny::kSlabShift;
+        };
+        // Two slabs of 1 KiB blocks: `low` is emptied at thread exit, `high` keeps its blocks.
+        std::vector<void*> kept;
+        uintptr_t low = 0;
+        std::thread([&] {
+          std::vector<void*> blocks;
+          for (int i = 0; i < 128; ++i) blocks.push_back(hak_malloc(1024));
+          low = slab_of(blocks.front());
+          for (void* p : blocks) {
+            if (slab_of(p) == low) {
+              hak_free(p);
+            } else {
+              kept.push_back(p);
+            }
+          }
+        }).join();
+        CHECK_OR_EXIT(!kept.empty());
+        const uintptr_t high = slab_of(kept.back());
+        CHECK_OR_EXIT(high > low);
+        hak_collect();  // `low` gives its pages back; `high`, abandoned with blocks, cannot
+        // Freed by another thread: `high` drains at that thread's exit, empty and resident.
+        std::thread([&] {
+          for (void* p : kept) hak_free(p);
+        }).join();
+        void* taken = nullptr;
+        std::thread([&] {
+          taken = hak_malloc(1024);
+          hak_free(taken);
+        }).join();
+        CHECK_OR_EXIT(slab_of(taken) == high);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 TEST_F(TinyOptions, OutOfMemoryIsNullWithEnomemAndRecovers) {
   EXPECT_EXIT(
       {
