@@ -1,8 +1,10 @@
-// The tiny part under each HAKMEM_BG_SPILL mode, HAKMEM_RELEASE_DELAY_MS=0, OS mapping failures,
-// and without its arena (address space refused). Each case runs in a fresh process (gtest's
+// The tiny part under each HAKMEM_BG_SPILL mode, HAKMEM_RELEASE_DELAY_MS=0 and a delay of a
+// minute (pool choices that the periodic look must not disturb), OS mapping failures, and without
+// its arena (address space refused). Each case runs in a fresh process (gtest's
 // "threadsafe" death-test style re-executes the binary), so the options are read from the
 // environment set inside the case.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -154,11 +156,53 @@ TEST_F(TinyOptions, ZeroReleaseDelayReturnsEmptySuperSlabsWithoutCollect) {
       ::testing::ExitedWithCode(0), "");
 }
 
+// Before the pool grows, an idle heap gives away only slabs that other threads' frees gave blocks
+// back to. A thread that merely took no slow path lately (on a busy machine: one waiting for a
+// core) keeps the slab it carves, so another thread's growth does not take it over. The release
+// delay is a minute, so the once-per-delay look (which may give such a slab away) cannot run here.
+TEST_F(TinyOptions, AHeapIdleWithoutRemoteFreesKeepsItsSlabWhenThePoolGrows) {
+  EXPECT_EXIT(
+      {
+        setenv("HAKMEM_RELEASE_DELAY_MS", "60000", 1);
+        constexpr int kBlocks = 40000;  // of 256 B: 10 MB, several SuperSlab mappings
+        hak_collect();                  // the once-per-delay look: done for this minute
+        void* held = nullptr;
+        std::atomic<int> step{0};
+        std::thread idle([&] {
+          held = hak_malloc(256);
+          step.store(1);
+          while (step.load() != 2) sched_yield();
+          hak_free(held);
+        });
+        while (step.load() != 1) sched_yield();
+        const uintptr_t held_slab = reinterpret_cast<uintptr_t>(held) >> hak::tiny::kSlabShift;
+        int in_held_slab = 0;
+        std::thread([&] {
+          std::vector<void*> mine;
+          for (int i = 0; i < kBlocks; ++i) mine.push_back(hak_malloc(256));
+          for (void* p : mine) {
+            if (reinterpret_cast<uintptr_t>(p) >> hak::tiny::kSlabShift == held_slab) {
+              ++in_held_slab;
+            }
+            hak_free(p);
+          }
+        }).join();
+        step.store(2);
+        idle.join();
+        CHECK_OR_EXIT(in_held_slab == 0);
+        expect_clean_after_collect();
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 // An acquisition takes an empty slab whose pages are resident before one that gave them back:
-// taking the latter faults pages in again while the resident ones sit unused.
+// taking the latter faults pages in again while the resident ones sit unused. The release delay is
+// a minute, so only hak_collect gives pages back here.
 TEST_F(TinyOptions, AnEmptySlabWithResidentPagesIsTakenFirst) {
   EXPECT_EXIT(
       {
+        setenv("HAKMEM_RELEASE_DELAY_MS", "60000", 1);  // only hak_collect decommits here
         auto slab_of = [](const void* p) {
           return reinterpret_cast<uintptr_t>(p) >> hak::tiny::kSlabShift;
         };

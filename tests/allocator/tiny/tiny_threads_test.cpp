@@ -430,37 +430,6 @@ TEST(TinyThreads, SlabsOfAnIdleThreadAreReusedByOthers) {
   expect_all_memory_accounted();
 }
 
-// Before the pool grows, an idle heap gives away only slabs that other threads' frees gave blocks
-// back to. A thread that merely took no slow path lately (on a busy machine: one waiting for a
-// core) keeps the slab it carves, so another thread's growth does not take it over.
-TEST(TinyThreads, AHeapIdleWithoutRemoteFreesKeepsItsSlabWhenThePoolGrows) {
-  constexpr int kBlocks = 40000;  // of 256 B: 10 MB, several SuperSlab mappings
-  hak_collect();  // the periodic look (which may give such a slab away) just ran: not for 100 ms
-  void* held = nullptr;
-  std::atomic<int> step{0};
-  std::thread idle([&] {
-    held = hak_malloc(256);
-    step.store(1);
-    while (step.load() != 2) sched_yield();
-    hak_free(held);
-  });
-  while (step.load() != 1) sched_yield();
-  const uintptr_t held_slab = reinterpret_cast<uintptr_t>(held) >> hak::tiny::kSlabShift;
-  int in_held_slab = 0;
-  std::thread([&] {
-    std::vector<void*> mine;
-    for (int i = 0; i < kBlocks; ++i) mine.push_back(hak_malloc(256));
-    for (void* p : mine) {
-      if (reinterpret_cast<uintptr_t>(p) >> hak::tiny::kSlabShift == held_slab) ++in_held_slab;
-      hak_free(p);
-    }
-  }).join();
-  step.store(2);
-  idle.join();
-  EXPECT_EQ(in_held_slab, 0);
-  expect_all_memory_accounted();
-}
-
 // The idle check takes slabs from heaps whose owners are in their fast paths: here the owners
 // churn blocks through their caches (mostly fast paths, now and then a refill or spill), other
 // threads free their blocks remotely, and a collector forces an idle check on every call.
