@@ -877,10 +877,10 @@ void report_written_after_remote_free(const void* block, const Slab* slab) {
 // A heap whose owner took no slow path since the previous look may hold slabs that other threads'
 // frees emptied or thinned, with nobody to notice: a thread that allocated and now waits (Larson's
 // main thread holds the first generation of every array's slabs), or one that lives on its
-// caches. Under its slow_lock, its empty slabs go back to the pool and those with free blocks are
-// abandoned there, for threads that allocate to adopt. The owner may still hold blocks of them in
-// its caches; that is safe, as every slow path checks a block's owner again before putting it
-// back on a slab (spill, route_blocks, free_slow).
+// caches. Under its slow_lock, its empty slabs go back to the pool, and those with free blocks
+// that give_away picks are abandoned there, for threads that allocate to adopt. The owner may still
+// hold blocks of them in its caches; that is safe, as every slow path checks a block's owner again
+// before putting it back on a slab (spill, route_blocks, free_slow).
 void pool::reclaim_idle_heaps_locked(GiveAway give_away) {
   for (Heap* heap = g_live_heaps; heap != nullptr; heap = heap->next_live) {
     // Fails for a heap in a slow path, the calling thread's own included.
