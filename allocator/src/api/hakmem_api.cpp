@@ -21,10 +21,8 @@ void route_free_large_or_foreign(void* p, chunk_map::Entry entry) noexcept {
     case chunk_map::Kind::kLarge:
       return large::free(p, entry);
     case chunk_map::Kind::kNone:
-      if (p == nullptr) return;
       // Not in hakmem's address map: refuse it rather than corrupt memory we do not own.
-      if (options().check) fatal("free(%p): pointer was not allocated by hakmem", p);
-      log_message("free(%p): pointer was not allocated by hakmem; ignored", p);
+      if (p != nullptr) refuse_foreign_free(p);
       return;
     default:
       fatal("free(%p): unknown chunk kind %lu", p, static_cast<unsigned long>(entry.kind()));

@@ -1,7 +1,7 @@
 // Routing, done once at the top: a request goes by size to tiny, pool or large; a free goes by
-// its address: tiny's arena by a range test, everything else by the chunk map entry. Inline so that
-// hak_malloc and the malloc override both get the tiny and pool fast paths without a call; large
-// spans and foreign pointers go out of line.
+// its address: tiny's and the pool's arenas by range tests, everything else by the chunk map
+// entry. Inline so that hak_malloc and the malloc override both get the tiny and pool fast paths
+// without a call; large spans and foreign pointers go out of line.
 #pragma once
 
 #include "common/chunk_map.h"
@@ -24,9 +24,11 @@ HAK_FAST_PATH void* route_malloc(size_t size) {
 HAK_FAST_PATH void route_free(void* p) {
   // Most frees are tiny: a range test finds them before the chunk-map look-up.
   if (HAK_LIKELY(tiny::in_arena(p))) return tiny::free(p, tiny::SuperSlab::of(p));
+  if (HAK_LIKELY(pool::in_arena(p))) return pool::free(p, pool::chunk_of(p));
+  // Chunks and SuperSlabs outside the arenas: only where an arena was refused or is full.
   chunk_map::Entry entry = chunk_map::lookup(p);
-  if (HAK_LIKELY(entry.kind() == chunk_map::Kind::kPool)) return pool::free(p, entry);
-  // Tiny blocks outside the arena: only where the arena was refused or is full.
+  pool::Chunk* chunk;
+  if (entry.is(chunk_map::Kind::kPool, chunk)) return pool::free(p, chunk);
   tiny::SuperSlab* ss;
   if (entry.is(chunk_map::Kind::kTiny, ss)) return tiny::free(p, ss);
   route_free_large_or_foreign(p, entry);

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/options.h"
+
 namespace hak {
 namespace {
 
@@ -41,6 +43,11 @@ void fatal(const char* format, ...) {
   write_formatted("hakmem: fatal: ", format, args);
   va_end(args);
   std::abort();
+}
+
+void refuse_foreign_free(const void* p) {
+  if (options().check) fatal("free(%p): pointer was not allocated by hakmem", p);
+  log_message("free(%p): pointer was not allocated by hakmem; ignored", p);
 }
 
 }  // namespace hak

@@ -11,6 +11,10 @@ namespace hak {
 // Prints "hakmem: fatal: ..." and aborts. For broken invariants and detected heap corruption.
 [[noreturn, gnu::format(printf, 1, 2), gnu::cold]] void fatal(const char* format, ...);
 
+// A free of a pointer hakmem does not own (p not null): fatal with HAKMEM_CHECK=1, else logged
+// and ignored, since the memory is not ours to touch.
+void refuse_foreign_free(const void* p);
+
 }  // namespace hak
 
 // Invariant check that costs nothing in release builds (the condition is not evaluated there).

@@ -17,6 +17,8 @@
 
 namespace hak::pool {
 
+PoolArena g_arena;
+
 namespace {
 constinit Heap g_empty_heap;  // t_heap of a thread that has not used the pool yet
 constinit Heap g_dead_heap;   // t_heap of a thread whose heap was abandoned at exit
@@ -156,6 +158,28 @@ void drain_remote(Heap* heap) {
   publish_free_bytes(heap);
 }
 
+// Gives a chunk's memory back to the OS: an arena slot keeps its addresses (readable zeros) for a
+// later chunk; a chunk mapped on its own is unmapped. Outside g_lock.
+void unmap_chunk_memory(Chunk* chunk) {
+  if (!in_arena(chunk)) return os::unmap(chunk, kChunkSize);
+  os::uncommit(chunk, kChunkSize);
+  SpinLockGuard guard(g_lock);
+  g_arena.give_back_slot(chunk);
+}
+
+// Zero-filled memory for a chunk: an arena slot, or (arena refused or full) its own mapping.
+// nullptr with errno = ENOMEM.
+Chunk* map_chunk_memory() {
+  bool commit_failed;
+  void* memory;
+  {
+    SpinLockGuard guard(g_lock);
+    memory = g_arena.take_slot(commit_failed);
+  }
+  if (memory == nullptr && !commit_failed) memory = os::map(kChunkSize, kChunkSize);
+  return static_cast<Chunk*>(memory);
+}
+
 void release_chunk(Chunk* chunk) {
   chunk_map::unregister_range(chunk, kChunkSize);
   chunk->heap = nullptr;
@@ -170,7 +194,7 @@ void release_chunk(Chunk* chunk) {
     }
   }
   if (options().verbose) log_message("pool: returning chunk %p to the OS", chunk);
-  os::unmap(chunk, kChunkSize);
+  unmap_chunk_memory(chunk);
 }
 
 // Decommits every resident free page of the heap's chunks, one call per contiguous span.
@@ -440,7 +464,7 @@ Chunk* acquire_chunk(Heap* heap) {
     chunk = take_cached_chunk();
   }
   if (chunk == nullptr) {
-    chunk = static_cast<Chunk*>(os::map(kChunkSize, kChunkSize));
+    chunk = map_chunk_memory();
     if (chunk == nullptr) return nullptr;  // errno = ENOMEM
     if (options().verbose) log_message("pool: mapped chunk %p for heap %p", chunk, heap);
   }
@@ -456,7 +480,8 @@ Chunk* acquire_chunk(Heap* heap) {
   std::memset(chunk->resident_pages, 0, sizeof chunk->resident_pages);
   // Publishes the header (release inside register_range) before any block can be freed.
   if (!chunk_map::register_range(chunk, kChunkSize, chunk_map::Kind::kPool, chunk)) {
-    os::unmap(chunk, kChunkSize);
+    chunk->heap = nullptr;
+    unmap_chunk_memory(chunk);
     errno = ENOMEM;
     return nullptr;
   }
@@ -668,7 +693,9 @@ void* detail::alloc_slow(Heap* heap, unsigned c) noexcept {
 
 void detail::free_slow(void* p, Chunk* chunk, uint8_t c) noexcept {
   auto* block = static_cast<Block*>(p);
-  if (c >= kClassCount || chunk->heap == nullptr || g_checked) {
+  // An arena slot with no live chunk in it.
+  if (chunk->heap == nullptr) return refuse_foreign_free(p);
+  if (c >= kClassCount || g_checked) {
     validate_block(p, chunk, c);
     if (g_checked) {
       if ((block->freed & ~kDecommittedBit) == kFreedCookie) {
@@ -725,7 +752,7 @@ void collect() {
   }
   while (cached != nullptr) {
     Chunk* next = cached->next;
-    os::unmap(cached, kChunkSize);
+    unmap_chunk_memory(cached);
     cached = next;
   }
 }

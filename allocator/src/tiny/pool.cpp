@@ -13,7 +13,7 @@
 #include "tiny/slab_ops.h"
 
 namespace hak::tiny {
-Arena g_arena;
+TinyArena g_arena;
 }
 
 namespace hak::tiny::pool {
@@ -76,64 +76,24 @@ void unlink_ss(SuperSlab* ss) {
   ss->in_list = false;
 }
 
-// The arena's slots (kChunkSize each), under g_lock. A returned slot is readable (zeros) and in
-// no list but this bitmap; ~Guard sets its bit once its pages are gone.
-enum class ArenaState : uint8_t { kUnreserved, kReserved, kRefused };
-constexpr uint32_t kArenaSlots = kArenaBytes / kChunkSize;
-ArenaState g_arena_state = ArenaState::kUnreserved;
-uint32_t g_arena_slots_used = 0;  // slots ever handed out
-uint64_t g_arena_returned[kArenaSlots / 64] = {};
-
-// The arena slot of p, or UINT32_MAX for memory outside the arena.
-uint32_t arena_slot(const void* p) {
-  return g_arena_state == ArenaState::kReserved && in_arena(p)
-             ? static_cast<uint32_t>((reinterpret_cast<uintptr_t>(p) & (kArenaBytes - 1)) /
-                                     kChunkSize)
-             : UINT32_MAX;
-}
-
 // Gives a SuperSlab's memory back: an arena slot keeps its addresses (readable zeros) and is
 // reused once its pages are gone; a SuperSlab mapped on its own is unmapped. Called outside the
 // lock (locked: under it, for a SuperSlab nobody has seen).
 void unmap_superslab_memory(SuperSlab* ss, bool locked) {
   if (ss->live_bits != nullptr) os::unmap(ss->live_bits, kLiveBitsBytes);
-  uint32_t slot = arena_slot(ss);
-  if (slot == UINT32_MAX) return os::unmap(ss, kChunkSize);
+  if (!in_arena(ss)) return os::unmap(ss, kChunkSize);
   os::uncommit(ss, kChunkSize);
   if (!locked) g_lock.lock();
-  g_arena_returned[slot / 64] |= uint64_t{1} << (slot % 64);
+  g_arena.give_back_slot(ss);
   if (!locked) g_lock.unlock();
 }
 
-// Memory for one SuperSlab: a returned arena slot, a fresh one, or (arena refused or full) its
-// own mapping. nullptr with errno = ENOMEM.
+// Memory for one SuperSlab: an arena slot, or (arena refused or full) its own mapping. nullptr
+// with errno = ENOMEM. Under g_lock.
 void* map_superslab_memory() {
-  if (g_arena_state == ArenaState::kUnreserved) {
-    void* base = os::reserve(kArenaBytes, kArenaBytes);
-    g_arena_state = base == nullptr ? ArenaState::kRefused : ArenaState::kReserved;
-    if (base != nullptr) {
-      std::atomic_ref<uintptr_t>(g_arena.index)
-          .store(reinterpret_cast<uintptr_t>(base) >> kArenaShift, std::memory_order_relaxed);
-    }
-  }
-  if (g_arena_state == ArenaState::kReserved) {
-    char* base = g_arena.base();
-    for (uint32_t w = 0; w < kArenaSlots / 64; ++w) {
-      if (g_arena_returned[w] == 0) continue;
-      uint32_t slot = w * 64 + static_cast<uint32_t>(__builtin_ctzll(g_arena_returned[w]));
-      void* memory = base + size_t{slot} * kChunkSize;
-      if (!os::commit(memory, kChunkSize)) return nullptr;
-      g_arena_returned[w] &= g_arena_returned[w] - 1;
-      return memory;
-    }
-    if (g_arena_slots_used < kArenaSlots) {
-      void* memory = base + size_t{g_arena_slots_used} * kChunkSize;
-      if (!os::commit(memory, kChunkSize)) return nullptr;
-      ++g_arena_slots_used;
-      return memory;
-    }
-  }
-  return os::map(kChunkSize, kChunkSize);
+  bool commit_failed;
+  if (void* memory = g_arena.take_slot(commit_failed)) return memory;
+  return commit_failed ? nullptr : os::map(kChunkSize, kChunkSize);
 }
 
 SuperSlab* map_superslab() {

@@ -22,12 +22,12 @@
 //    owner's core one dependent load at a time, as a linked remote list made them (drained by
 //    chasing links written on another core).
 //  - spill: a thread cache that overflows sends its excess out as chains (heap.h, tiny.cpp).
-//  - arena: one reservation of address space (kArenaBytes) that SuperSlabs are cut from, so that
-//    free recognises a tiny block by one range test instead of a chunk-map look-up. All of it is
-//    readable: a slot never used, or a SuperSlab that gave its pages back, reads as zeros (no slab
-//    serves a class, so no pointer validates). A SuperSlab that
-//    does not fit the arena (reservation refused, or full) is mapped on its own, and reached
-//    through the chunk map, where every live SuperSlab is registered.
+//  - arena: the reservation SuperSlabs are cut from (TinyArena, os/arena.h), so that free
+//    recognises a tiny block by one range test instead of a chunk-map look-up. A slot never used,
+//    or a SuperSlab that gave its pages back, reads as zeros (no slab serves a class, so no
+//    pointer validates). A SuperSlab that does not fit the arena (reservation refused, or full)
+//    is mapped on its own, and reached through the chunk map, where every live SuperSlab is
+//    registered.
 //
 // The count invariant of a slab (checked in debug builds whenever a slab changes hands, and by
 // testing::census):
@@ -54,6 +54,7 @@
 #include <cstdint>
 
 #include "common/base.h"
+#include "os/arena.h"
 #include "tiny/size_classes.h"
 
 namespace hak::tiny {
@@ -162,44 +163,15 @@ inline SuperSlab* Slab::superslab() const {
   return SuperSlab::of(this);
 }
 
-inline constexpr unsigned kArenaShift = 34;
-inline constexpr size_t kArenaBytes = size_t{1} << kArenaShift;  // 16 GiB: 8192 SuperSlabs
-// The arena's index while none is reserved (not yet, or refused): p >> kArenaShift of a 64-bit
-// address is below 2^30, so no pointer passes in_arena's test.
-inline constexpr uintptr_t kNoArenaIndex = UINTPTR_MAX;
-
-// The reservation is aligned to its size, so an address lies in it iff its top bits equal the
-// arena's index (base >> kArenaShift): one shift and one compare with memory. It is mapped
-// readable from the start (zero pages where no SuperSlab is committed), so every address of it is
-// safe for free's range test and header read. index is written once, under the pool lock, before
-// the first SuperSlab is cut from the arena; readers load it relaxed: a thread that holds a live
-// block of a SuperSlab learnt of the block through a chain that started after the store, and a
-// thread that reads kNoArenaIndex goes through the chunk map, where every SuperSlab is registered
-// too. Plain storage behind std::atomic_ref so that in_arena can compare with it in place.
-struct Arena {
-  alignas(std::atomic_ref<uintptr_t>::required_alignment) uintptr_t index = kNoArenaIndex;
-
-  uintptr_t load_index() const {
-    return std::atomic_ref<const uintptr_t>(index).load(std::memory_order_relaxed);
-  }
-  char* base() const { return reinterpret_cast<char*>(load_index() << kArenaShift); }
-};
-// Hidden: the library's own symbol, so free reads it rip-relative, not via the GOT.
-extern Arena g_arena [[gnu::visibility("hidden")]];
+// SuperSlabs are cut from a 16 GiB arena (8192 of them; os/arena.h), the rest mapped on
+// their own. Hidden: the library's own symbol, so free reads its index rip-relative, not via
+// the GOT.
+using TinyArena = Arena<34>;
+extern TinyArena g_arena [[gnu::visibility("hidden")]];
 
 // Is p inside the arena (a SuperSlab's memory, live, returned or never used)?
 HAK_FAST_PATH bool in_arena(const void* p) {
-  uintptr_t index = reinterpret_cast<uintptr_t>(p) >> kArenaShift;
-#if defined(__x86_64__)
-  // The compare reads the index from memory itself: GCC does not fold an atomic load into an
-  // instruction, and the extra register load is one instruction on every free. An aligned 8-byte
-  // read is atomic on x86-64, which is all a relaxed load asks.
-  bool inside;
-  asm("cmp %[arena], %[index]" : "=@ccz"(inside) : [index] "r"(index), [arena] "m"(g_arena.index));
-  return inside;
-#else
-  return index == g_arena.load_index();
-#endif
+  return g_arena.contains(p);
 }
 
 // The slab record of p, a pointer into ss.

@@ -12,7 +12,7 @@ namespace hak::pool::test {
 inline void pool_free(void* p) {
   chunk_map::Entry entry = chunk_map::lookup(p);
   ASSERT_EQ(entry.kind(), chunk_map::Kind::kPool) << p;
-  free(p, entry);
+  free(p, entry.owner<Chunk>());
 }
 
 inline hak_stats_t pool_stats() {

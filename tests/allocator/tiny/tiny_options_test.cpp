@@ -339,12 +339,12 @@ TEST_F(TinyOptions, ArenaSlotsOfReturnedSuperSlabsStayReadableAndAreReused) {
                       highest);
         // The arena's never-used slots read as zeros too: a wild free there is refused.
         char* base = hak::tiny::g_arena.base();
-        char* unused = base + hak::tiny::kArenaBytes - 64;
+        char* unused = base + hak::tiny::TinyArena::kBytes - 64;
         CHECK_OR_EXIT(hak::tiny::in_arena(unused) && *unused == 0);
         // Aligned to its size (in_arena compares top bits): the bytes around it are outside.
-        CHECK_OR_EXIT(reinterpret_cast<uintptr_t>(base) % hak::tiny::kArenaBytes == 0);
+        CHECK_OR_EXIT(reinterpret_cast<uintptr_t>(base) % hak::tiny::TinyArena::kBytes == 0);
         CHECK_OR_EXIT(hak::tiny::in_arena(base) && !hak::tiny::in_arena(base - 1) &&
-                      !hak::tiny::in_arena(base + hak::tiny::kArenaBytes));
+                      !hak::tiny::in_arena(base + hak::tiny::TinyArena::kBytes));
         if (!hak::kDebugChecks && !hak::options().check) hak_free(unused);
         for (void* p : blocks) CHECK_OR_EXIT(hak::tiny::in_arena(p));
         for (void* p : blocks) hak_free(p);
