@@ -11,8 +11,8 @@
 //  - batch: how many blocks a refill brings and a spill leaves; cap = 2 * batch. Both adapt per
 //    class within [kMinBatch, max_batch(cls)]: each refill or spill of a class doubles its batch;
 //    a class whose previous slow path lies kColdTicks of the heap's slow paths back halves it.
-//    Bounds: kMinBatch = 4 to max_batch(cls) = min(128, max(16, 16 KiB / size)) blocks, so one
-//    class's cache holds at most 2 * max_batch blocks (256 of 8..128 B, 32 of 1 KiB).
+//    Bounds: kMinBatch = 4 to max_batch(cls) = min(256, max(16, 16 KiB / size)) blocks, so one
+//    class's cache holds at most 2 * max_batch blocks (512 of 8..64 B, 32 of 1 KiB).
 //  - sweep: every 64 slow paths a heap drains the remote bitmaps of a few of its full slabs, so
 //    slabs emptied by other threads go back to the pool while the owner allocates other classes.
 //
