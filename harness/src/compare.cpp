@@ -31,7 +31,6 @@ struct Key {
   auto operator<=>(const Key&) const = default;
 };
 using Values = std::map<Key, std::map<std::string, std::vector<double>>>;  // -> alloc -> values
-using ParamsOf = std::map<std::string, std::set<std::string>>;  // workload -> its params values
 
 struct Extracted {
   Values tput, cpu_tput, rss, futex, ipo, rss_per_live;
@@ -113,8 +112,7 @@ std::map<Key, double> metric(const Values& v, const CompareOptions& o, bool rati
 
 // The case of `k` as the table and notes name it (see compare.h).
 std::string case_name(const Key& k, const ParamsOf& params_of) {
-  if (k.params.empty() || params_of.at(k.workload).size() < 2) return k.workload;
-  return k.workload + " [" + k.params + "]";
+  return hakbench::case_name(k.workload, k.params, params_of);
 }
 
 std::string fmt(double v) {

@@ -58,21 +58,33 @@ static std::string human_rate(double v) {
   return buf;
 }
 
+std::string case_name(const std::string& workload, const std::string& params,
+                      const ParamsOf& params_of) {
+  auto it = params_of.find(workload);
+  if (params.empty() || it == params_of.end() || it->second.size() < 2) return workload;
+  return workload + " [" + params + "]";
+}
+
 std::string summary_table(const std::vector<Row>& rows) {
-  // (workload, threads) -> allocator -> values, keeping first-seen order of allocators.
+  // (case name, threads) -> allocator -> values, keeping first-seen order of allocators.
   using Key = std::pair<std::string, int>;
   std::map<Key, std::map<std::string, std::vector<double>>> tput, instr;
   std::vector<std::string> allocs;
   auto note_alloc = [&](const std::string& a) {
     if (std::find(allocs.begin(), allocs.end(), a) == allocs.end()) allocs.push_back(a);
   };
+  ParamsOf params_of;
+  for (const auto& r : rows) {
+    if (r[Col::status] == "ok") params_of[r[Col::workload]].insert(r[Col::params]);
+  }
   std::size_t not_ok = 0;
   for (const auto& r : rows) {
     if (r[Col::status] != "ok") {
       ++not_ok;
       continue;
     }
-    Key k{r[Col::workload], std::atoi(r[Col::threads].c_str())};
+    Key k{case_name(r[Col::workload], r[Col::params], params_of),
+          std::atoi(r[Col::threads].c_str())};
     if (r[Col::link] == kCallgrindLink) {
       auto ins = cell_number(r[Col::instructions]);
       auto ops = cell_number(r[Col::ops]);

@@ -2,14 +2,16 @@
 // throughput ratio to system fails, a 3% rise in callgrind instructions per op fails, a 15% rise
 // of footprint's resident memory per live byte fails, a baseline of the previous schema skips
 // that check with a note, one workload under two params is two cases (a regression in one is
-// that case's alone, named with its params), a file without a params column still compares,
-// unusable input is refused with its reason (and exit codes 0/1/2 from the CLI).
+// that case's alone, named with its params; the sweep's summary table keeps them apart too), a
+// file without a params column still compares, unusable input is refused with its reason (and
+// exit codes 0/1/2 from the CLI).
 #include "compare.h"
 
 #include <gtest/gtest.h>
 
 #include <optional>
 
+#include "summary.h"
 #include "test_support.h"
 
 namespace hakbench {
@@ -306,6 +308,29 @@ TEST(Compare, TwoParamsOfOneWorkloadAreComparedSeparately) {
   line = table_row(table, "throughput_ratio", small->case_name);
   EXPECT_NE(line.find(" ok"), std::string::npos) << table;
   EXPECT_NE(table_row(table, "throughput_ratio", "larson"), "") << table;
+}
+
+// The summary printed after a sweep keeps the two cases apart too, named as compare names them;
+// merged, random-mixed at 1 thread would show one median of both.
+TEST(Summary, TwoParamsOfOneWorkloadAreTwoRows) {
+  std::vector<Row> rows;
+  for (const auto& cells : two_params_table(0.5).rows) {
+    Row r;
+    for (std::size_t i = 0; i < cells.size(); ++i) r.cells[i] = cells[i];
+    rows.push_back(r);
+  }
+  std::string table = summary_table(rows);
+  auto line_of = [&](const std::string& name) {
+    std::size_t at = table.find("\n" + name + "  ");
+    return at == std::string::npos ? "" : table.substr(at + 1, table.find('\n', at + 1) - at - 1);
+  };
+  std::string small = line_of("random-mixed [iterations=2000000]");
+  std::string large = line_of("random-mixed [iterations=2000000;max=32768]");
+  EXPECT_NE(small.find("2.00M (x2.00)"), std::string::npos) << table;
+  EXPECT_NE(large.find("1.00M (x1.00)"), std::string::npos) << table;
+  // A workload under one params value keeps its bare name.
+  EXPECT_NE(line_of("larson"), "") << table;
+  EXPECT_EQ(table.find("larson ["), std::string::npos) << table;
 }
 
 TEST(Compare, ParamsThatDifferBetweenFilesAreDifferentCases) {
