@@ -4,8 +4,6 @@
 // (gtest's "threadsafe" death-test style re-executes the binary), so the options and the arena's
 // reservation start from nothing.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -16,18 +14,11 @@
 
 #include "common/chunk_map.h"
 #include "common/options.h"
+#include "fresh_process.h"
 #include "hakmem.h"
 #include "pool/pool.h"
 
 namespace {
-
-#define CHECK_OR_EXIT(cond)                                                  \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__); \
-      _exit(1);                                                              \
-    }                                                                        \
-  } while (0)
 
 class PoolArena : public ::testing::Test {
  protected:
@@ -126,15 +117,7 @@ TEST_F(PoolArena, AFreeIntoAChunkGivenBackIsFatalInCheckMode) {
 TEST_F(PoolArena, WithoutTheArenaChunksAreMappedOnTheirOwn) {
   EXPECT_EXIT(
       {
-        // Room for some more mappings, not for the arenas' reservations.
-        long pages = 0;
-        FILE* statm = std::fopen("/proc/self/statm", "r");
-        CHECK_OR_EXIT(statm != nullptr && std::fscanf(statm, "%ld", &pages) == 1);
-        std::fclose(statm);
-        rlimit rl;
-        rl.rlim_cur = rl.rlim_max =
-            rlim_t(pages) * rlim_t(sysconf(_SC_PAGESIZE)) + (rlim_t{1} << 30);
-        CHECK_OR_EXIT(setrlimit(RLIMIT_AS, &rl) == 0);
+        hak_test::refuse_the_arenas();
         std::vector<void*> blocks = allocate_blocks();
         CHECK_OR_EXIT(chunks_live() >= 3);
         for (void* p : blocks) {

@@ -5,7 +5,6 @@
 // environment set inside the case.
 #include <gtest/gtest.h>
 #include <sched.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "common/options.h"
+#include "fresh_process.h"
 #include "hakmem.h"
 #include "os/os.h"
 #include "tiny/tiny.h"
@@ -30,14 +30,6 @@ class TinyOptions : public ::testing::Test {
  protected:
   void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
 };
-
-#define CHECK_OR_EXIT(cond)                                                  \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__); \
-      _exit(1);                                                              \
-    }                                                                        \
-  } while (0)
 
 // Threads that each free blocks allocated by the main thread (a cross-thread burst).
 void cross_thread_bursts(int threads, int per_thread) {
@@ -374,15 +366,7 @@ TEST_F(TinyOptions, FreeIntoAReturnedSuperSlabIsFatalInCheckMode) {
 TEST_F(TinyOptions, WithoutTheArenaSuperSlabsAreMappedOnTheirOwn) {
   EXPECT_EXIT(
       {
-        // Room for some more mappings, not for the arena's reservation.
-        long pages = 0;
-        FILE* statm = std::fopen("/proc/self/statm", "r");
-        CHECK_OR_EXIT(statm != nullptr && std::fscanf(statm, "%ld", &pages) == 1);
-        std::fclose(statm);
-        rlim_t limit = rlim_t(pages) * rlim_t(sysconf(_SC_PAGESIZE)) + (rlim_t{1} << 30);
-        rlimit rl;
-        rl.rlim_cur = rl.rlim_max = limit;
-        CHECK_OR_EXIT(setrlimit(RLIMIT_AS, &rl) == 0);
+        refuse_the_arenas();
         std::vector<void*> blocks;
         for (int i = 0; i < 8192; ++i) {
           void* p = hak_malloc(static_cast<size_t>(i % 1024));
