@@ -8,11 +8,12 @@
 //  - All of the reservation is readable: a slot never committed, or given back, reads as zeros,
 //    so a stale or wild pointer's range test and header read cannot fault. Each part still
 //    validates what it reads there.
-//  - take_slot and give_back_slot: under the owning part's lock (which is what makes them
-//    fork-safe). give_back_slot takes a slot whose pages the caller already uncommitted, outside
-//    the lock; a slot given back is handed out again (lowest first) before the arena grows.
-//  - A chunk the arena cannot hold (reservation refused, or every slot taken) is the caller's to
-//    map on its own; it must then be reachable through the chunk map.
+//  - map_chunk: under the owning part's lock (which is what makes the slot bookkeeping
+//    fork-safe). A slot given back is handed out again (lowest first) before the arena grows; a
+//    chunk the arena cannot hold (reservation refused, or every slot taken) is mapped on its own,
+//    and must then be reachable through the chunk map.
+//  - unmap_chunk: outside the lock (its system call is the slow part); for a slot it returns
+//    true, and the caller then hands the slot to give_back_slot, under the lock.
 //
 // index is written once, under the owner's lock, before the first slot is handed out; readers
 // load it relaxed: a thread holding a live block of a slot learnt of the block through a chain
@@ -55,24 +56,20 @@ class Arena {
     return index == kNoIndex ? nullptr : reinterpret_cast<char*>(index << kShift);
   }
 
-  // A committed slot (zero-filled, readable and writable), or nullptr: commit_failed (and errno =
-  // ENOMEM) if the OS refused the pages, else no slot is to be had and the caller maps the chunk
-  // on its own. Reserves the arena on the first call. Under the owner's lock.
-  void* take_slot(bool& commit_failed) {
-    commit_failed = false;
+  // A chunk of zero-filled, writable memory, 2 MiB-aligned: a slot, else a mapping of its own;
+  // nullptr with errno = ENOMEM when the OS refuses the pages. Reserves the arena on the first
+  // call. Under the owner's lock.
+  void* map_chunk() {
     if (state_ == State::kUnreserved) reserve();
-    if (state_ != State::kReserved) return nullptr;
+    if (state_ != State::kReserved) return os::map(kChunkSize, kChunkSize);
     uint32_t slot = lowest_returned_slot();
     bool fresh = slot == kSlots;
     if (fresh) {
-      if (slots_used_ == kSlots) return nullptr;
+      if (slots_used_ == kSlots) return os::map(kChunkSize, kChunkSize);
       slot = slots_used_;
     }
     void* memory = base() + size_t{slot} * kChunkSize;
-    if (!os::commit(memory, kChunkSize)) {
-      commit_failed = true;
-      return nullptr;
-    }
+    if (!os::commit(memory, kChunkSize)) return nullptr;
     if (fresh) {
       ++slots_used_;
     } else {
@@ -81,7 +78,19 @@ class Arena {
     return memory;
   }
 
-  // memory: a slot take_slot returned, its pages uncommitted since. Under the owner's lock.
+  // memory: a chunk map_chunk returned. Gives its pages back to the OS: a mapping of its own is
+  // unmapped (false); a slot keeps its addresses, readable as zeros (true: the caller passes it to
+  // give_back_slot under its lock).
+  bool unmap_chunk(void* memory) {
+    if (!contains(memory)) {
+      os::unmap(memory, kChunkSize);
+      return false;
+    }
+    os::uncommit(memory, kChunkSize);
+    return true;
+  }
+
+  // memory: a slot unmap_chunk gave back to the OS. Under the owner's lock.
   void give_back_slot(void* memory) {
     auto slot =
         static_cast<uint32_t>((reinterpret_cast<uintptr_t>(memory) & (kBytes - 1)) >> kChunkShift);

@@ -158,26 +158,12 @@ void drain_remote(Heap* heap) {
   publish_free_bytes(heap);
 }
 
-// Gives a chunk's memory back to the OS: an arena slot keeps its addresses (readable zeros) for a
-// later chunk; a chunk mapped on its own is unmapped. Outside g_lock.
+// Gives a chunk's memory back to the OS (an arena slot keeps its addresses, readable as zeros, for
+// a later chunk). Outside g_lock.
 void unmap_chunk_memory(Chunk* chunk) {
-  if (!in_arena(chunk)) return os::unmap(chunk, kChunkSize);
-  os::uncommit(chunk, kChunkSize);
+  if (!g_arena.unmap_chunk(chunk)) return;
   SpinLockGuard guard(g_lock);
   g_arena.give_back_slot(chunk);
-}
-
-// Zero-filled memory for a chunk: an arena slot, or (arena refused or full) its own mapping.
-// nullptr with errno = ENOMEM.
-Chunk* map_chunk_memory() {
-  bool commit_failed;
-  void* memory;
-  {
-    SpinLockGuard guard(g_lock);
-    memory = g_arena.take_slot(commit_failed);
-  }
-  if (memory == nullptr && !commit_failed) memory = os::map(kChunkSize, kChunkSize);
-  return static_cast<Chunk*>(memory);
 }
 
 void release_chunk(Chunk* chunk) {
@@ -464,7 +450,10 @@ Chunk* acquire_chunk(Heap* heap) {
     chunk = take_cached_chunk();
   }
   if (chunk == nullptr) {
-    chunk = map_chunk_memory();
+    {
+      SpinLockGuard guard(g_lock);
+      chunk = static_cast<Chunk*>(g_arena.map_chunk());  // a slot, or a mapping of its own
+    }
     if (chunk == nullptr) return nullptr;  // errno = ENOMEM
     if (options().verbose) log_message("pool: mapped chunk %p for heap %p", chunk, heap);
   }
@@ -480,7 +469,6 @@ Chunk* acquire_chunk(Heap* heap) {
   std::memset(chunk->resident_pages, 0, sizeof chunk->resident_pages);
   // Publishes the header (release inside register_range) before any block can be freed.
   if (!chunk_map::register_range(chunk, kChunkSize, chunk_map::Kind::kPool, chunk)) {
-    chunk->heap = nullptr;
     unmap_chunk_memory(chunk);
     errno = ENOMEM;
     return nullptr;

@@ -81,23 +81,14 @@ void unlink_ss(SuperSlab* ss) {
 // lock (locked: under it, for a SuperSlab nobody has seen).
 void unmap_superslab_memory(SuperSlab* ss, bool locked) {
   if (ss->live_bits != nullptr) os::unmap(ss->live_bits, kLiveBitsBytes);
-  if (!in_arena(ss)) return os::unmap(ss, kChunkSize);
-  os::uncommit(ss, kChunkSize);
+  if (!g_arena.unmap_chunk(ss)) return;
   if (!locked) g_lock.lock();
   g_arena.give_back_slot(ss);
   if (!locked) g_lock.unlock();
 }
 
-// Memory for one SuperSlab: an arena slot, or (arena refused or full) its own mapping. nullptr
-// with errno = ENOMEM. Under g_lock.
-void* map_superslab_memory() {
-  bool commit_failed;
-  if (void* memory = g_arena.take_slot(commit_failed)) return memory;
-  return commit_failed ? nullptr : os::map(kChunkSize, kChunkSize);
-}
-
 SuperSlab* map_superslab() {
-  void* memory = map_superslab_memory();
+  void* memory = g_arena.map_chunk();  // a slot, or a mapping of its own
   if (memory == nullptr) return nullptr;
   // Zero-filled memory: the remote bitmaps and the bookkeeping start at zero; construct the slab
   // records only (constructing the bitmaps would commit their pages).
