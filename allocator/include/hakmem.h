@@ -7,7 +7,8 @@
  *    never returned is refused with a message naming it (never a silent corruption).
  *  - hak_aligned_alloc(a, n): a must be a power of two (else NULL, errno = EINVAL).
  *  - hak_usable_size(p) >= the size requested for p; 0 for NULL.
- *  - hak_collect() flushes the calling thread's caches and returns empty memory to the OS.
+ *  - hak_collect() flushes the calling thread's caches and returns empty memory to the OS, and
+ *    the wholly free pages of its tiny slabs that are at least three quarters free.
  *  - hak_stats() fills a snapshot of process-wide counters; values are approximate while other
  *    threads run.
  * Options are HAKMEM_* environment variables read once at start-up (see README.md). */

@@ -2,7 +2,9 @@
 #include "os/os.h"
 
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -99,6 +101,24 @@ void decommit(void* p, size_t size) {
   // MADV_DONTNEED (not MADV_FREE): RSS falls at once and later reads are guaranteed zero.
   ::madvise(p, size, MADV_DONTNEED);
   g_decommit_calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+void decommit_ranges(const iovec* ranges, size_t count) {
+  // PIDFD_SELF_THREAD_GROUP (Linux 6.15): the calling process, with no descriptor to open (or to
+  // inherit through fork). Older kernels, and valgrind, refuse the call: then never again.
+  constexpr int kPidfdSelf = -10001;
+  static std::atomic<bool> vector_refused{false};
+  if (count > 1 && !vector_refused.load(std::memory_order_relaxed)) {
+    size_t bytes = 0;
+    for (size_t i = 0; i < count; ++i) bytes += ranges[i].iov_len;
+    long done = ::syscall(SYS_process_madvise, kPidfdSelf, ranges, count, MADV_DONTNEED, 0u);
+    g_decommit_calls.fetch_add(1, std::memory_order_relaxed);
+    if (done == static_cast<long>(bytes)) return;
+    // A partial or refused call: the plain path redoes every range (dropping pages twice is
+    // harmless).
+    vector_refused.store(true, std::memory_order_relaxed);
+  }
+  for (size_t i = 0; i < count; ++i) decommit(ranges[i].iov_base, ranges[i].iov_len);
 }
 
 void* reserve(size_t size, size_t alignment) {

@@ -6,6 +6,9 @@
 //    Returns zero-filled memory aligned as asked, or nullptr with errno = ENOMEM.
 //  - unmap(p, size): p and size exactly as a previous map (or a page-aligned part of it).
 //  - decommit(p, size): the pages go back to the OS; the range stays mapped and reads as zero.
+//  - decommit_ranges(ranges, count): decommit() of each range, in one system call where the
+//    kernel takes a vector of them (process_madvise on the calling process), which also flushes
+//    the other cores' TLBs once for all; else one madvise a range.
 //  - remap(p, old_size, new_size): grows or shrinks a mapping in place; false if it cannot.
 //  - move_pages(p, size, dst): relocates a mapping's pages over part of another mapping.
 //  - reserve(size, alignment): address space only (readable zeros, not writable, no memory
@@ -16,6 +19,8 @@
 //  - uncommit(p, size): the pages of committed memory go back to the OS; the range stays readable
 //    (as zeros) and reserved, and is counted like an unmap(). commit() may hand it out again.
 #pragma once
+
+#include <sys/uio.h>
 
 #include "common/base.h"
 
@@ -35,6 +40,7 @@ inline constexpr bool kCanRemap = true;
 void* map(size_t size, size_t alignment = kPageSize);
 void unmap(void* p, size_t size);
 void decommit(void* p, size_t size);
+void decommit_ranges(const iovec* ranges, size_t count);
 bool remap_in_place(void* p, size_t old_size, size_t new_size);
 void* reserve(size_t size, size_t alignment);
 bool commit(void* p, size_t size);

@@ -186,6 +186,8 @@ void assign_locked(Slab* slab, Heap* heap, unsigned cls) {
   slab->block_limit = check.limit;
   slab->carved = 0;
   slab->free = nullptr;
+  slab->scavenged_pages = 0;
+  slab->scavenged = 0;
   slab->used.store(0, std::memory_order_relaxed);
   slab->list = SlabList::kNone;
   slab->state = SlabState::kOwned;
@@ -269,7 +271,8 @@ Slab* acquire_locked(Heap* heap, unsigned cls) {
 
 void release_locked(Slab* slab) {
   HAK_DEBUG_CHECK(slab->used.load(std::memory_order_relaxed) == 0 && !has_remote(slab) &&
-                      remote_marked(slab) == 0 && list_length(slab->free) == slab->carved,
+                      remote_marked(slab) == 0 &&
+                      list_length(slab->free) + slab->scavenged == slab->carved,
                   "slab %p of class %u released while in use", slab->area(), slab->cls);
   --g_slabs_per_class[slab->cls];
   // block_limit 0: no pointer into this slab validates until it serves a class again.
@@ -280,6 +283,8 @@ void release_locked(Slab* slab) {
   slab->cls = 0;
   slab->free = nullptr;
   slab->carved = 0;
+  slab->scavenged_pages = 0;
+  slab->scavenged = 0;
   slab->list = SlabList::kNone;
   slab->state = SlabState::kEmpty;
   slab->owner_cache.store(nullptr, std::memory_order_relaxed);

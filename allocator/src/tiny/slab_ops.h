@@ -214,8 +214,15 @@ inline bool slab_counts_consistent(const Slab* slab) {
   uint32_t used = slab->used.load(std::memory_order_relaxed);
   uint32_t marked = remote_marked(slab);
   uint32_t pending = slab->remote_count.load(std::memory_order_relaxed);
-  return slab->carved <= slab->capacity && used == slab->carved - list_length(slab->free) &&
-         marked <= pending && pending <= used;
+  return slab->carved <= slab->capacity &&
+         used == slab->carved - list_length(slab->free) - slab->scavenged && marked <= pending &&
+         pending <= used;
+}
+
+// Can the slab give a block without a remote drain: from its free list, its bump area or its
+// scavenged pages?
+inline bool has_free_blocks(const Slab* slab) {
+  return slab->free != nullptr || slab->carved < slab->capacity || slab->scavenged != 0;
 }
 
 }  // namespace hak::tiny

@@ -22,6 +22,12 @@
 //    owner's core one dependent load at a time, as a linked remote list made them (drained by
 //    chasing links written on another core).
 //  - spill: a thread cache that overflows sends its excess out as chains (heap.h, tiny.cpp).
+//  - scavenged pages: pages of a thinned-out slab whose carved blocks were all free, given back
+//    to the OS while the slab keeps its class (Slab::scavenged_pages), when its owner lets it go
+//    (thread exit) or is asked to give memory back (collect). Their blocks are on no list; the
+//    slab's next owner links them back, zero-filled pages faulting in, once the free list and the
+//    bump area have nothing left (restore_scavenged in tiny.cpp). A page is scavenged only below
+//    the carved frontier, so carving never reaches one.
 //  - arena: the reservation SuperSlabs are cut from (TinyArena, os/arena.h), so that free
 //    recognises a tiny block by one range test instead of a chunk-map look-up. A slot never used,
 //    or a SuperSlab that gave its pages back, reads as zeros (no slab serves a class, so no
@@ -31,11 +37,13 @@
 //
 // The count invariant of a slab (checked in debug builds whenever a slab changes hands, and by
 // testing::census):
-//    used == carved - |free|,   |remote bits| <= remote_count <= used,   carved <= capacity,
-// where `used` counts the blocks that are not on the owner's free list: held by the program,
-// sitting in any thread's cache or in a spill queue, or marked in the remote bitmap and not yet
-// drained (draining moves them to `free` and subtracts them). A slab may be returned to the pool
-// only with used == 0 (so its remote bitmap is clear and remote_count 0 too).
+//    used == carved - |free| - scavenged,   |remote bits| <= remote_count <= used,
+//    carved <= capacity,
+// where `used` counts the blocks that are neither on the owner's free list nor in scavenged
+// pages: held by the program, sitting in any thread's cache or in a spill queue, or marked in the
+// remote bitmap and not yet drained (draining moves them to `free` and subtracts them). A slab
+// may be returned to the pool only with used == 0 (so its remote bitmap is clear and remote_count
+// 0 too).
 //
 // Why no lock-free reader touches freed memory. SuperSlab headers live inside the SuperSlab, so
 // returning it frees its metadata; this is safe because a SuperSlab is returned only (a) under
@@ -100,6 +108,10 @@ struct alignas(4 * kCacheLine) Slab {
   // Written only by the owner (load + store, no RMW); atomic so stats may read it anywhere.
   std::atomic<uint32_t> used{0};
   SlabList list = SlabList::kNone;
+  // Bit i: page i of the slab is scavenged (glossary); `scavenged` counts the carved blocks that
+  // overlap those pages.
+  uint16_t scavenged_pages = 0;
+  uint32_t scavenged = 0;
   Slab* next = nullptr;  // owner's avail/full list, or the pool's abandoned list
   Slab* prev = nullptr;
 
@@ -150,6 +162,9 @@ class SuperSlab {
   }
 };
 static_assert(sizeof(SuperSlab) <= kSlabSize, "the header must fit in slab 0");
+static_assert(kSlabSize / kPageSize <= 16, "scavenged-page masks are 16 bits");
+static_assert(kClassSizes[kClassCount - 1] <= kPageSize,
+              "a block overlaps at most two pages, so one never joins two scavenged runs");
 inline constexpr size_t kLiveBitsBytes =
     sizeof(std::atomic<uint64_t>) * kSlabsPerSuperSlab * kBitmapWords;
 

@@ -31,7 +31,8 @@ constexpr uint32_t kColdTicks = 256;  // slow paths of a class this far apart: b
 constexpr unsigned kFullScan = 16;    // full slabs checked for remote frees before a new slab
 constexpr uint32_t kSweepTicks = 64;  // slow paths between sweeps of a heap's full slabs
 constexpr unsigned kSweepSlabs = 8;   // full slabs looked at per sweep
-constexpr unsigned kBgMaintenanceBudget = 4096;  // abandoned slabs per background tick
+constexpr unsigned kBgMaintenanceBudget = 4096;         // abandoned slabs per background tick
+constexpr size_t kExitScavengeBytes = size_t{4} << 20;  // scavenge_thin_slabs at thread exit
 
 bool check_mode() {
   return options().check;
@@ -116,6 +117,199 @@ void ensure_bg_thread();
 
 // ---------------------------------------------------------------------------------------------
 // Moving blocks back to their slabs.
+
+[[noreturn]] HAK_SLOW_PATH void report_corrupt_free_list(const Slab* slab, const void* block) {
+  fatal("free list of a slab of class %u (%u bytes) is corrupt after %p", slab->cls,
+        slab->block_size, block);
+}
+
+// The pages (one or two) that block `index` of a slab of `size`-byte blocks overlaps, as a mask.
+uint32_t pages_of_block(uint32_t index, uint32_t size) {
+  uint32_t first = index * size / kPageSize;
+  uint32_t last = (index * size + size - 1) / kPageSize;
+  return (2u << last) - (1u << first);
+}
+
+// One slab's free list being read into a bitmap of the blocks on it (the first half of a
+// scavenge).
+struct ListWalk {
+  Slab* slab;
+  void* at;       // the next block to read
+  uint32_t left;  // blocks still to read
+  bool corrupt;
+  uint64_t listed[kBitmapWords];
+};
+
+// Reads several slabs' free lists at once, one block of each in turn: the loads of different lists
+// do not wait for each other, so their cache misses overlap. One list at a time, each load waited
+// for the one before: 95% of scavenging's time in footprint, at one instruction.
+void walk_lists(ListWalk* walks, size_t count, bool check) {
+  for (bool more = true; more;) {
+    more = false;
+    for (size_t w = 0; w < count; ++w) {
+      ListWalk& walk = walks[w];
+      if (walk.left == 0) continue;
+      // A list that leaves the slab's carved blocks was written after a free: leave it alone.
+      uint32_t index = block_index(*walk.slab, walk.at);
+      if (!in_slab(walk.at, walk.slab) || index >= walk.slab->carved) {
+        if (check) report_corrupt_free_list(walk.slab, walk.at);
+        walk.corrupt = true;
+        walk.left = 0;
+        continue;
+      }
+      walk.listed[index / 64] |= uint64_t{1} << (index % 64);
+      walk.at = next_of(walk.at);
+      more |= --walk.left != 0;
+    }
+  }
+}
+
+// Page ranges to decommit, given to the OS in as few calls as it takes (os::decommit_ranges): one
+// TLB flush for many slabs.
+class PageRuns {
+ public:
+  void add(char* start, size_t bytes) {
+    if (count_ == kCapacity) flush();
+    runs_[count_++] = {start, bytes};
+  }
+  void flush() {
+    if (count_ != 0) os::decommit_ranges(runs_, count_);
+    count_ = 0;
+  }
+
+ private:
+  static constexpr size_t kCapacity = 256;
+  iovec runs_[kCapacity];
+  size_t count_ = 0;
+};
+
+// Takes off slab's free list the blocks of its pages below the carved frontier whose blocks are
+// all free (`listed`, from walk_lists), marks those pages scavenged and adds them to `runs`, to be
+// given back before the slab changes hands. The list is relinked in address order, so that refills
+// fill the low, resident part first. The owner's (slow_lock held).
+void drop_free_pages(Slab* slab, const uint64_t* listed, PageRuns& runs) {
+  const uint32_t size = slab->block_size;
+  char* const area = slab->area();
+  const uint32_t old_pages = slab->scavenged_pages;
+  auto is_free = [&](uint32_t i) {
+    return (listed[i / 64] >> (i % 64) & 1) != 0 || (pages_of_block(i, size) & old_pages) != 0;
+  };
+  uint32_t fresh = 0;
+  for (uint32_t page = 0; page < kSlabSize / kPageSize; ++page) {
+    uint32_t first = page * kPageSize / size;
+    uint32_t last = ((page + 1) * kPageSize - 1) / size;
+    if (last >= slab->capacity) last = slab->capacity - 1;
+    if (last >= slab->carved) break;  // carving may reach this page
+    bool all_free = (old_pages >> page & 1) == 0;
+    for (uint32_t i = first; i <= last && all_free; ++i) all_free = is_free(i);
+    if (all_free) fresh |= 1u << page;
+  }
+  if (fresh == 0) return;
+  const uint32_t pages = old_pages | fresh;
+  void* head = nullptr;
+  uint32_t removed = 0;
+  for (uint32_t word = (slab->carved + 63) / 64; word-- > 0;) {
+    for (uint64_t bits = listed[word]; bits != 0;) {
+      unsigned top = 63 - static_cast<unsigned>(__builtin_clzll(bits));
+      bits &= ~(uint64_t{1} << top);
+      uint32_t index = word * 64 + top;
+      if ((pages_of_block(index, size) & pages) != 0) {
+        ++removed;
+        continue;
+      }
+      void* kept = area + size_t{index} * size;
+      next_of(kept) = head;
+      head = kept;
+    }
+  }
+  slab->free = head;
+  slab->scavenged += removed;
+  slab->scavenged_pages = static_cast<uint16_t>(pages);
+  while (fresh != 0) {
+    unsigned first = static_cast<unsigned>(__builtin_ctz(fresh));
+    unsigned end = first;
+    while (fresh >> end & 1u) ++end;
+    runs.add(area + size_t{first} * kPageSize, size_t{end - first} * kPageSize);
+    fresh &= ~((1u << end) - (1u << first));
+  }
+}
+
+// Links the blocks of slab's scavenged pages onto the front of its free list, in address order;
+// their pages fault back in, zero-filled, as the links are written. The owner's.
+void restore_scavenged(Slab* slab) {
+  const uint32_t size = slab->block_size;
+  char* const area = slab->area();
+  const uint32_t pages = slab->scavenged_pages;
+  uint32_t lowest = static_cast<uint32_t>(__builtin_ctz(pages)) * kPageSize / size;
+  uint32_t highest = ((32 - static_cast<uint32_t>(__builtin_clz(pages))) * kPageSize - 1) / size;
+  if (highest >= slab->capacity) highest = slab->capacity - 1;  // the slab's unused tail
+  void* head = slab->free;
+  uint32_t restored = 0;
+  for (uint32_t index = highest + 1; index-- > lowest;) {
+    if ((pages_of_block(index, size) & pages) == 0) continue;
+    void* block = area + size_t{index} * size;
+    next_of(block) = head;
+    head = block;
+    ++restored;
+  }
+  HAK_DEBUG_CHECK(restored == slab->scavenged && highest < slab->carved,
+                  "slab %p of class %u: %u blocks in scavenged pages, %u counted", slab->area(),
+                  slab->cls, restored, slab->scavenged);
+  slab->free = head;
+  slab->scavenged = 0;
+  slab->scavenged_pages = 0;
+}
+
+// Calls visit(slab, used) for each of heap's available slabs that is at least three quarters free
+// (and not empty), its remote frees drained first.
+template <typename Visit>
+void for_each_thin_slab(Heap* heap, bool check, Visit visit) {
+  for (unsigned c = 0; c < kClassCount; ++c) {
+    Slab* const head = heap->avail[c];
+    if (head == nullptr) continue;
+    Slab* slab = head;
+    do {
+      drain_remote(slab, check);
+      uint32_t used = slab->used.load(std::memory_order_relaxed);
+      if (used != 0 && used <= slab->capacity / 4) visit(slab, used);
+      slab = slab->next;
+    } while (slab != head);
+  }
+}
+
+// Thread exit and collect: the heap's available slabs that are thin give back their wholly free
+// pages, if their free blocks add up to min_free_bytes. Owner (slow_lock held).
+//  - Not while the thread runs: a program that frees most of a slab and allocates again soon
+//    would fault the pages back in (footprint's rebuild, scavenging as slabs thinned: 12% of its
+//    time at 1 thread, 5.6K faults).
+//  - At thread exit, only a heap that strands much memory (kExitScavengeBytes): Larson's threads
+//    each leave a few dozen thin slabs, 1-2 MB, which their successors adopt and fill within
+//    milliseconds; scavenging them cost it 10% (7.4K system calls a second at 8 threads).
+void scavenge_thin_slabs(Heap* heap, size_t min_free_bytes) {
+  bool check = marking();
+  size_t free_bytes = 0;
+  for_each_thin_slab(heap, check, [&](Slab* slab, uint32_t used) {
+    free_bytes += size_t{slab->capacity - used} * slab->block_size;
+  });
+  if (free_bytes == 0 || free_bytes < min_free_bytes) return;
+  constexpr size_t kWalksAtOnce = 8;
+  ListWalk walks[kWalksAtOnce];
+  size_t pending = 0;
+  PageRuns runs;
+  auto scavenge_pending = [&] {
+    walk_lists(walks, pending, check);
+    for (size_t w = 0; w < pending; ++w) {
+      if (!walks[w].corrupt) drop_free_pages(walks[w].slab, walks[w].listed, runs);
+    }
+    pending = 0;
+  };
+  for_each_thin_slab(heap, check, [&](Slab* slab, uint32_t used) {
+    walks[pending] = {slab, slab->free, slab->carved - used - slab->scavenged, false, {}};
+    if (++pending == kWalksAtOnce) scavenge_pending();
+  });
+  scavenge_pending();
+  runs.flush();
+}
 
 // A run of blocks (head..tail, count of them) of one of heap's own slabs goes back on the slab's
 // free list (no atomics). A slab that had nothing left becomes available again; one that becomes
@@ -263,34 +457,36 @@ void adapt(Heap* heap, unsigned cls, uint32_t* last_tick) {
   }
 }
 
-[[noreturn]] HAK_SLOW_PATH void report_corrupt_free_list(const Slab* slab, const void* block) {
-  fatal("free list of a slab of class %u (%u bytes) is corrupt after %p", slab->cls,
-        slab->block_size, block);
+// Appends up to `want` blocks of slab's free list to chain; returns how many. The blocks keep their
+// links: the count invariant (superslab.h) says how many there are, so the list is cut after a walk
+// of loads only.
+uint32_t take_listed(Slab* slab, uint32_t want, Chain& chain, bool check) {
+  uint32_t used = slab->used.load(std::memory_order_relaxed);
+  uint32_t listed = slab->carved - used - slab->scavenged;
+  uint32_t taken = want < listed ? want : listed;
+  if (taken == 0) return 0;
+  void* head = slab->free;
+  void* tail = head;
+  for (uint32_t i = 1; i < taken; ++i) {
+    void* next = next_of(tail);
+    if (check && !in_slab(next, slab)) report_corrupt_free_list(slab, tail);
+    tail = next;
+  }
+  void* rest = next_of(tail);
+  if (check && (taken == listed ? rest != nullptr : !in_slab(rest, slab))) {
+    report_corrupt_free_list(slab, tail);
+  }
+  slab->free = rest;
+  chain.append_chain(Chain{head, tail, taken});
+  slab->used.store(used + taken, std::memory_order_relaxed);
+  return taken;
 }
 
-// Appends up to `want` blocks of slab (free list first, then carving) to chain. Free-list blocks
-// keep their links: the count invariant (superslab.h) says how many there are, so the list is cut
-// after a walk of loads only.
+// Appends up to `want` blocks of slab to chain: its free list first, then carving, then its
+// scavenged pages (brought back only when nothing else is left, so they stay out while they can).
 void take_from_slab(Slab* slab, uint32_t want, Chain& chain, bool check) {
-  uint32_t used = slab->used.load(std::memory_order_relaxed);
-  uint32_t listed = slab->carved - used;
-  uint32_t taken = want < listed ? want : listed;
-  if (taken != 0) {
-    void* head = slab->free;
-    void* tail = head;
-    for (uint32_t i = 1; i < taken; ++i) {
-      void* next = next_of(tail);
-      if (check && !in_slab(next, slab)) report_corrupt_free_list(slab, tail);
-      tail = next;
-    }
-    void* rest = next_of(tail);
-    if (check && (taken == listed ? rest != nullptr : !in_slab(rest, slab))) {
-      report_corrupt_free_list(slab, tail);
-    }
-    slab->free = rest;
-    chain.append_chain(Chain{head, tail, taken});
-  }
-  uint32_t carve = want - taken;
+  uint32_t got = take_listed(slab, want, chain, check);
+  uint32_t carve = want - got;
   if (carve > slab->capacity - slab->carved) carve = slab->capacity - slab->carved;
   if (carve != 0) {
     uint32_t size = slab->block_size;
@@ -299,8 +495,13 @@ void take_from_slab(Slab* slab, uint32_t want, Chain& chain, bool check) {
     for (char* block = first; block != last; block += size) next_of(block) = block + size;
     chain.append_chain(Chain{first, last, carve});
     slab->carved += carve;
+    slab->used.store(slab->used.load(std::memory_order_relaxed) + carve, std::memory_order_relaxed);
+    got += carve;
   }
-  slab->used.store(used + taken + carve, std::memory_order_relaxed);
+  if (got < want && slab->scavenged != 0) {
+    restore_scavenged(slab);
+    take_listed(slab, want - got, chain, check);
+  }
 }
 
 // A slab of class cls with blocks to give: a full one that received remote frees, else one from
@@ -496,7 +697,7 @@ uint32_t refill(Heap* heap, unsigned cls) {
     if (slab == nullptr && (slab = next_slab_slow(heap, cls)) == nullptr) break;
     drain_remote(slab, check);
     take_from_slab(slab, want - chain.count, chain, check);
-    if (slab->free == nullptr && slab->carved == slab->capacity) {
+    if (!has_free_blocks(slab)) {
       ring_remove(heap->avail[cls], slab);
       ring_push_back(heap->full[cls], slab);
       slab->list = SlabList::kFull;
@@ -616,7 +817,7 @@ TidiedSlabs tidy_slabs(Heap* heap, pool::GiveAway give_away) {
       while (slab != nullptr) {
         Slab* next = slab->next;
         bool freed_remotely = drain_remote(slab, check) != 0;
-        bool has_free = slab->free != nullptr || slab->carved < slab->capacity;
+        bool has_free = has_free_blocks(slab);
         bool give = has_free && (give_away == pool::GiveAway::kEveryFreeSlab ||
                                  (give_away == pool::GiveAway::kRemotelyFreed && freed_remotely));
         if (slab->used.load(std::memory_order_relaxed) == 0 || give) {
@@ -734,6 +935,7 @@ void heap_teardown(void* value) {
   heap->slow_lock.lock();
   flush_caches(heap);
   drain_stale_queues(heap);
+  scavenge_thin_slabs(heap, kExitScavengeBytes);  // before the pool lock: no system calls under it
   bool check = marking();
   pool::Guard guard;
   for (unsigned c = 0; c < kClassCount; ++c) {
@@ -984,6 +1186,7 @@ namespace {
 void collect_heap(Heap* heap) {
   flush_caches(heap);
   Slab* empty = tidy_slabs(heap, pool::GiveAway::kNone).empty;
+  scavenge_thin_slabs(heap, 0);
   if (empty == nullptr) return;
   pool::Guard guard;
   release_all_locked(empty);

@@ -12,8 +12,9 @@
 //    catch double frees and name the address and class).
 //  - Layout relied on by aligned allocation: every block area starts 64 KiB-aligned and blocks
 //    sit at multiples of the class size from it.
-//  - collect(): flushes the calling thread's caches and the spill queues, and returns every
-//    wholly empty SuperSlab to the OS now.
+//  - collect(): flushes the calling thread's caches and the spill queues, gives back the wholly
+//    free pages of its slabs that are at least three quarters free (superslab.h, "scavenged
+//    pages"), and returns every wholly empty SuperSlab to the OS now.
 //  - prefork/postfork_*: hold every tiny lock across fork(); the child keeps working (its
 //    background spill thread, if any, is restarted on demand).
 //
@@ -37,8 +38,8 @@
 //    onto the class's spill queue (one CAS; inline and thread modes). Spill queues are emptied by
 //    the next refill of the class (inline), by a background thread every 1-50 ms (thread), and by
 //    slab acquisitions and thread exits when nobody touched them since the last look.
-//  - thread exit (pthread key destructor): caches and stashes flushed home, empty slabs to the
-//  pool, the
+//  - thread exit (pthread key destructor): caches and stashes flushed home, the wholly free pages
+//    of thin slabs given back when they add up to 4 MiB or more, empty slabs to the pool, the
 //    others abandoned to it; later calls on that thread use a shared, locked orphan heap.
 #pragma once
 

@@ -427,6 +427,81 @@ TEST(TinyAlloc, EmptySlabsOfABusySuperSlabAreDecommitted) {
   hak_collect();
 }
 
+// Pages of blocks (`blocks`, all of `size` bytes) that hold none of `kept` and are not
+// resident.
+size_t pages_not_resident(const std::vector<char*>& blocks, const std::set<char*>& kept,
+                          size_t size) {
+  std::set<uintptr_t> pages, kept_pages;
+  for (char* p : kept) {
+    auto at = reinterpret_cast<uintptr_t>(p);
+    kept_pages.insert(hak::align_down(at, hak::kPageSize));
+    kept_pages.insert(hak::align_down(at + size - 1, hak::kPageSize));
+  }
+  for (char* p : blocks) {
+    uintptr_t page = hak::align_down(reinterpret_cast<uintptr_t>(p), hak::kPageSize);
+    if (kept_pages.count(page) == 0) pages.insert(page);
+  }
+  size_t out = 0;
+  for (uintptr_t page : pages) {
+    unsigned char resident = 1;
+    if (mincore(reinterpret_cast<void*>(page), hak::kPageSize, &resident) == 0 &&
+        (resident & 1) == 0) {
+      ++out;
+    }
+  }
+  return out;
+}
+
+// A slab thinned to a few live blocks gives back its wholly free pages while it keeps serving
+// its class; the blocks of those pages serve again, intact, once the slab is needed.
+TEST(TinyAlloc, WhollyFreePagesOfAThinnedSlabAreGivenBackAndServeAgain) {
+  for (size_t size : {size_t{1024}, size_t{640}}) {  // 4 blocks a page; blocks across pages
+    SCOPED_TRACE(size);
+    hak_collect();
+    const size_t count = 8 * (hak::tiny::kSlabSize / size);  // eight slabs
+    std::vector<char*> blocks;
+    for (size_t i = 0; i < count; ++i) {
+      char* p = static_cast<char*>(hak_malloc(size));
+      ASSERT_NE(p, nullptr);
+      fill(p, size, i);
+      blocks.push_back(p);
+    }
+    // Every 16th block stays: a page in four holds a live block.
+    std::set<char*> kept;
+    for (size_t i = 0; i < count; i += 16) kept.insert(blocks[i]);
+    uint64_t decommits = stats().os_decommit_calls;
+    for (char* p : blocks) {
+      if (kept.count(p) == 0) hak_free(p);
+    }
+    hak_collect();  // the cache and stash go home to their slabs
+    EXPECT_GT(stats().os_decommit_calls, decommits);
+    // The slab refills carve from keeps its pages; the other seven give back most of theirs.
+    size_t pages_per_slab = hak::tiny::kSlabSize / hak::kPageSize;
+    EXPECT_GE(pages_not_resident(blocks, kept, size), 7 * pages_per_slab / 2);
+    EXPECT_EQ(hak::tiny::testing::census().invariant_violations, 0u);
+    for (size_t i = 0; i < count; i += 16) EXPECT_TRUE(intact(blocks[i], size, i));
+    // Every freed block serves again, once, with what is written to it.
+    std::set<char*> again(kept);
+    std::vector<char*> fresh;
+    for (size_t i = 0; i < count - kept.size(); ++i) {
+      char* p = static_cast<char*>(hak_malloc(size));
+      ASSERT_NE(p, nullptr);
+      ASSERT_TRUE(again.insert(p).second) << "block " << static_cast<void*>(p) << " given twice";
+      fill(p, size, count + i);
+      fresh.push_back(p);
+    }
+    for (size_t i = 0; i < fresh.size(); ++i) ASSERT_TRUE(intact(fresh[i], size, count + i));
+    for (size_t i = 0; i < count; i += 16) EXPECT_TRUE(intact(blocks[i], size, i));
+    auto census = hak::tiny::testing::census();
+    EXPECT_EQ(census.invariant_violations, 0u);
+    for (char* p : again) hak_free(p);
+    hak_collect();
+    census = hak::tiny::testing::census();
+    EXPECT_EQ(census.blocks_used, 0u);
+    EXPECT_EQ(census.invariant_violations, 0u);
+  }
+}
+
 TEST_F(TinyDeath, DebugBuildsCatchCacheCorruptionWithoutTheOption) {
   if (!hak::kDebugChecks) GTEST_SKIP() << "release builds check only with HAKMEM_CHECK=1";
   EXPECT_DEATH(

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -177,6 +178,80 @@ TEST(TinyThreads, AbandonedSlabsAreAdopted) {
   }).join();
   EXPECT_GT(stats().tiny_adoptions, adoptions);
   for (size_t i = 1; i < blocks.size(); i += 2) hak_free(blocks[i]);
+  expect_all_memory_accounted();
+}
+
+// The owner thins its slabs out and gives their free pages back (collect) while another thread
+// frees blocks left in them, then allocates again; it exits with 6 MiB of slabs thinned to a
+// sixteenth, which gives their pages back too, and the next round's owner adopts them while its
+// freer frees what they still hold. Every block is handed out once and keeps what is written to it.
+TEST(TinyThreads, ScavengingRacesWithRemoteFreesIntoTheSameSlabs) {
+  hak_collect();
+  uint64_t decommits = stats().os_decommit_calls;
+  const int rounds = 12 / kScale;
+  constexpr int kRefill = 6144;  // 6 MiB of 1 KiB blocks: past the thread-exit floor (4 MiB)
+  std::vector<char*> outliving;  // blocks of the previous round's exited owner
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<int> corrupt{0};
+    std::thread owner([&] {
+      Rng rng(round);
+      std::vector<char*> blocks;
+      std::vector<size_t> sizes;
+      for (int i = 0; i < 2048; ++i) {
+        size_t size = i % 2 ? 1024 : 640 + rng.below(64);
+        char* p = static_cast<char*>(hak_malloc(size));
+        fill(p, size, i);
+        blocks.push_back(p);
+        sizes.push_back(size);
+      }
+      // Every 16th block stays live, so the slabs are thin, not empty, when collect looks;
+      // every 13th of the others is freed by the freer, racing with collect.
+      std::vector<char*> remote;
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        if (i % 16 != 1 && i % 13 == 0) remote.push_back(blocks[i]);
+      }
+      std::atomic<bool> go{false};
+      std::thread freer([&] {
+        while (!go.load(std::memory_order_acquire)) sched_yield();
+        for (char* p : remote) hak_free(p);
+        for (char* p : outliving) hak_free(p);
+      });
+      go.store(true, std::memory_order_release);
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        if (i % 16 == 1 || i % 13 == 0) continue;
+        if (!intact(blocks[i], sizes[i], i)) corrupt.fetch_add(1);
+        hak_free(blocks[i]);
+      }
+      hak_collect();
+      freer.join();
+      std::set<char*> seen;
+      for (size_t i = 1; i < blocks.size(); i += 16) seen.insert(blocks[i]);
+      std::vector<char*> again;
+      for (int i = 0; i < kRefill; ++i) {
+        char* p = static_cast<char*>(hak_malloc(1024));
+        if (!seen.insert(p).second) corrupt.fetch_add(1);
+        fill(p, 1024, i + 7);
+        again.push_back(p);
+      }
+      for (size_t i = 1; i < blocks.size(); i += 16) {
+        if (!intact(blocks[i], sizes[i], i)) corrupt.fetch_add(1);
+        hak_free(blocks[i]);
+      }
+      outliving.clear();
+      for (int i = 0; i < kRefill; ++i) {
+        if (!intact(again[i], 1024, i + 7)) corrupt.fetch_add(1);
+        if (i % 16 == 0) {
+          outliving.push_back(again[i]);
+        } else {
+          hak_free(again[i]);
+        }
+      }
+    });
+    owner.join();
+    EXPECT_EQ(corrupt.load(), 0);
+  }
+  for (char* p : outliving) hak_free(p);
+  EXPECT_GT(stats().os_decommit_calls, decommits);
   expect_all_memory_accounted();
 }
 
