@@ -427,31 +427,6 @@ TEST(TinyAlloc, EmptySlabsOfABusySuperSlabAreDecommitted) {
   hak_collect();
 }
 
-// Pages of blocks (`blocks`, all of `size` bytes) that hold none of `kept` and are not
-// resident.
-size_t pages_not_resident(const std::vector<char*>& blocks, const std::set<char*>& kept,
-                          size_t size) {
-  std::set<uintptr_t> pages, kept_pages;
-  for (char* p : kept) {
-    auto at = reinterpret_cast<uintptr_t>(p);
-    kept_pages.insert(hak::align_down(at, hak::kPageSize));
-    kept_pages.insert(hak::align_down(at + size - 1, hak::kPageSize));
-  }
-  for (char* p : blocks) {
-    uintptr_t page = hak::align_down(reinterpret_cast<uintptr_t>(p), hak::kPageSize);
-    if (kept_pages.count(page) == 0) pages.insert(page);
-  }
-  size_t out = 0;
-  for (uintptr_t page : pages) {
-    unsigned char resident = 1;
-    if (mincore(reinterpret_cast<void*>(page), hak::kPageSize, &resident) == 0 &&
-        (resident & 1) == 0) {
-      ++out;
-    }
-  }
-  return out;
-}
-
 // A slab thinned to a few live blocks gives back its wholly free pages while it keeps serving
 // its class; the blocks of those pages serve again, intact, once the slab is needed.
 TEST(TinyAlloc, WhollyFreePagesOfAThinnedSlabAreGivenBackAndServeAgain) {

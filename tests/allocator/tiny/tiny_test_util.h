@@ -2,12 +2,16 @@
 // patterns.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <set>
 #include <thread>
 #include <vector>
 
+#include "common/base.h"
 #include "hakmem.h"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
@@ -37,6 +41,31 @@ inline hak_stats_t stats() {
   s.struct_size = sizeof s;
   hak_stats(&s);
   return s;
+}
+
+// Pages of `blocks` that hold none of `kept` (blocks of at most `size` bytes) and are not
+// resident.
+inline size_t pages_not_resident(const std::vector<char*>& blocks, const std::set<char*>& kept,
+                                 size_t size) {
+  std::set<uintptr_t> pages, kept_pages;
+  for (char* p : kept) {
+    auto at = reinterpret_cast<uintptr_t>(p);
+    kept_pages.insert(hak::align_down(at, hak::kPageSize));
+    kept_pages.insert(hak::align_down(at + size - 1, hak::kPageSize));
+  }
+  for (char* p : blocks) {
+    uintptr_t page = hak::align_down(reinterpret_cast<uintptr_t>(p), hak::kPageSize);
+    if (kept_pages.count(page) == 0) pages.insert(page);
+  }
+  size_t out = 0;
+  for (uintptr_t page : pages) {
+    unsigned char resident = 1;
+    if (mincore(reinterpret_cast<void*>(page), hak::kPageSize, &resident) == 0 &&
+        (resident & 1) == 0) {
+      ++out;
+    }
+  }
+  return out;
 }
 
 // A pattern that depends on the block and its size, written over the whole request.
