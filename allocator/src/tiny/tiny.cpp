@@ -283,8 +283,8 @@ void for_each_thin_slab(Heap* heap, bool check, Visit visit) {
 //    would fault the pages back in (footprint's rebuild, scavenging as slabs thinned: 12% of its
 //    time at 1 thread, 5.6K faults).
 //  - At thread exit, only a heap that strands much memory (kExitScavengeBytes): Larson's threads
-//    each leave a few dozen thin slabs, 1-2 MB, which their successors adopt and fill within
-//    milliseconds; scavenging them cost it 10% (7.4K system calls a second at 8 threads).
+//    each leave about six thin slabs, which their successors adopt and fill within milliseconds;
+//    scavenging them cost it 10% at 8 threads (7.4K slabs over 1.1K thread exits in 5 s).
 void scavenge_thin_slabs(Heap* heap, size_t min_free_bytes) {
   bool check = marking();
   size_t free_bytes = 0;
